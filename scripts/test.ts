@@ -1,0 +1,69 @@
+// `npm test`: runs every test file with Node's test runner against a real PostgreSQL.
+// Without TEST_DATABASE_URL it starts a throwaway embedded PostgreSQL; each test suite then
+// creates its own database on that server (see test/helpers.ts).
+import { spawn } from 'node:child_process';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startEmbeddedPostgres, type EmbeddedServer } from '../src/platform/embedded.ts';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const address = srv.address();
+      srv.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+async function findTests(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...(await findTests(full)));
+    else if (entry.name.endsWith('.test.ts')) out.push(full);
+  }
+  return out.sort();
+}
+
+async function main(): Promise<number> {
+  const filter = process.argv.slice(2);
+  let files = [...(await findTests('src')), ...(await findTests('test'))];
+  if (filter.length > 0) files = files.filter((f) => filter.some((x) => f.includes(x)));
+  let embedded: EmbeddedServer | undefined;
+  let dataDir: string | undefined;
+  const env = { ...process.env };
+  if (!env.TEST_DATABASE_URL) {
+    dataDir = await mkdtemp(path.join(tmpdir(), 'meridian-test-'));
+    embedded = await startEmbeddedPostgres({
+      dataDir,
+      port: await freePort(),
+      database: 'meridian_test',
+      // A throwaway server: durability settings off for speed. Never in production.
+      settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', max_connections: '500' },
+    });
+    env.TEST_DATABASE_URL = embedded.urlFor('postgres');
+    console.log(`test database: embedded PostgreSQL in ${dataDir}`);
+  } else {
+    console.log('test database: TEST_DATABASE_URL');
+  }
+  try {
+    return await new Promise<number>((resolve) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', ...files], { stdio: 'inherit', env });
+      child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
+    });
+  } finally {
+    await embedded?.stop();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

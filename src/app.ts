@@ -1,0 +1,135 @@
+// Composition root: builds the services from configuration and the HTTP app from the services.
+// No listen() here, so tests drive the app in-process with app.inject() against a real database.
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Logger } from 'pino';
+import type { Config } from './platform/config.ts';
+import type { Databases } from './platform/db.ts';
+import { installErrorHandling, type App } from './platform/http.ts';
+import { createMetrics, type Metrics } from './platform/metrics.ts';
+import { OutboxRelay } from './events/outbox.ts';
+import { wireConsumers } from './events/consumers.ts';
+import { UsersService } from './modules/users/service.ts';
+import { authHooks } from './modules/users/auth.ts';
+import { userRoutes } from './modules/users/routes.ts';
+import { CatalogService } from './modules/catalog/service.ts';
+import { catalogRoutes } from './modules/catalog/routes.ts';
+import { SearchService } from './modules/search/service.ts';
+import { searchRoutes } from './modules/search/routes.ts';
+import { InventoryService } from './modules/inventory/service.ts';
+import { inventoryRoutes } from './modules/inventory/routes.ts';
+import { CartsService } from './modules/carts/service.ts';
+import { cartRoutes } from './modules/carts/routes.ts';
+import { PaymentsService } from './modules/payments/service.ts';
+import { TestPaymentProvider, type PaymentProvider } from './modules/payments/provider.ts';
+import { OrdersService } from './modules/orders/service.ts';
+import { CheckoutSaga } from './modules/orders/checkout.ts';
+import { orderRoutes } from './modules/orders/routes.ts';
+
+export interface Services {
+  config: Config;
+  dbs: Databases;
+  log: Logger;
+  metrics: Metrics;
+  users: UsersService;
+  catalog: CatalogService;
+  search: SearchService;
+  inventory: InventoryService;
+  carts: CartsService;
+  payments: PaymentsService;
+  orders: OrdersService;
+  saga: CheckoutSaga;
+  relay: OutboxRelay;
+}
+
+export interface ServiceOptions {
+  paymentProvider?: PaymentProvider;
+  /** Default process metrics (CPU, heap); off in tests that build many apps. */
+  defaultMetrics?: boolean;
+}
+
+export function buildServices(config: Config, dbs: Databases, log: Logger, options: ServiceOptions = {}): Services {
+  const metrics = createMetrics(options.defaultMetrics ?? true);
+  const users = new UsersService(dbs, config.sessionTtlMs);
+  const catalog = new CatalogService(dbs);
+  const search = new SearchService(dbs, catalog);
+  const inventory = new InventoryService(dbs);
+  const carts = new CartsService(dbs, catalog);
+  const payments = new PaymentsService(dbs, options.paymentProvider ?? new TestPaymentProvider());
+  const orders = new OrdersService(dbs, payments);
+  const saga = new CheckoutSaga({
+    dbs, carts, catalog, inventory, payments, orders, log,
+    reservationTtlMs: config.reservationTtlMs,
+    abandonedOrderMs: config.abandonedOrderMs,
+  });
+  const relay = new OutboxRelay(dbs, log, config.outboxPollIntervalMs);
+  wireConsumers(relay, { catalog, inventory, search });
+  return { config, dbs, log, metrics, users, catalog, search, inventory, carts, payments, orders, saga, relay };
+}
+
+export async function buildApp(s: Services): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: s.log,
+    // Per-request access logs would dominate the CPU under load; /metrics has the figures.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: s.config.bodyLimitBytes,
+    requestTimeout: s.config.requestTimeoutMs,
+    connectionTimeout: s.config.requestTimeoutMs,
+    keepAliveTimeout: 5_000,
+    // Reject unknown fields instead of silently dropping them; coerce query strings.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+  }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'Meridian API',
+        version: '1.0.0',
+        description: 'E-commerce backend: catalog, search, real-time inventory, carts, checkout, orders. Errors: {"error":{"code","message"}}.',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  installErrorHandling(app);
+
+  app.addHook('onResponse', async (req, reply) => {
+    s.metrics.httpDuration.observe(
+      { method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  app.get('/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
+    const checks = await Promise.all(
+      s.dbs.clusters.map(async (c) => {
+        try {
+          await Promise.race([c.pool`SELECT 1`, new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 2_000))]);
+          return { cluster: c.spec.name, ok: true };
+        } catch {
+          return { cluster: c.spec.name, ok: false };
+        }
+      }),
+    );
+    const ready = checks.every((c) => c.ok);
+    return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'unready', checks });
+  });
+  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) =>
+    reply.header('content-type', s.metrics.registry.contentType).send(await s.metrics.registry.metrics()),
+  );
+
+  const auth = authHooks(s.users);
+  userRoutes(app, s.users, auth);
+  catalogRoutes(app, s.catalog, auth);
+  searchRoutes(app, s.search);
+  inventoryRoutes(app, s.inventory, s.catalog, auth);
+  cartRoutes(app, s.carts, auth);
+  orderRoutes(app, s.orders, s.saga, auth);
+  await app.ready();
+  return app as unknown as FastifyInstance;
+}

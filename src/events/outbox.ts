@@ -1,0 +1,106 @@
+// Transactional outbox. A module writes its event with emit() inside the transaction that makes
+// the change, so an event exists if and only if the change committed. The relay reads every
+// database's unpublished rows in id order, hands each to the in-process subscribers of its topic
+// and marks it published. Delivery is at least once (a crash between a handler and the mark
+// repeats it), so every subscriber must be idempotent.
+import type { Logger } from 'pino';
+import type { Databases, Pool, Sql } from '../platform/db.ts';
+import { LIMITS } from '../platform/limits.ts';
+
+export type Topic =
+  | 'product.changed'
+  | 'inventory.stock_changed'
+  | 'order.placed'
+  | 'order.paid'
+  | 'order.cancelled'
+  | 'order.transitioned';
+
+export interface OutboxEvent {
+  id: string;
+  topic: Topic;
+  aggregateId: string;
+  payload: Record<string, unknown>;
+}
+
+export type Subscriber = (event: OutboxEvent) => Promise<void>;
+
+export async function emit(sql: Sql, topic: Topic, aggregateId: string, payload: Record<string, unknown>): Promise<void> {
+  await sql`INSERT INTO outbox (topic, aggregate_id, payload) VALUES (${topic}, ${aggregateId}, ${sql.json(payload as never)})`;
+}
+
+interface OutboxRow {
+  id: string;
+  topic: Topic;
+  aggregate_id: string;
+  payload: Record<string, unknown>;
+}
+
+export class OutboxRelay {
+  private readonly subscribers = new Map<Topic, Subscriber[]>();
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly dbs: Databases,
+    private readonly log: Logger,
+    private readonly pollIntervalMs: number,
+  ) {}
+
+  subscribe(topic: Topic, subscriber: Subscriber): void {
+    const list = this.subscribers.get(topic) ?? [];
+    list.push(subscriber);
+    this.subscribers.set(topic, list);
+  }
+
+  start(): void {
+    this.stopped = false;
+    const tick = (): void => {
+      if (this.stopped) return;
+      this.running = this.drain()
+        .then(() => undefined)
+        .catch((err: unknown) => this.log.error({ err }, 'outbox relay failed; will retry'))
+        .finally(() => {
+          if (!this.stopped) this.timer = setTimeout(tick, this.pollIntervalMs);
+        });
+    };
+    tick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+  }
+
+  /** Publish everything pending on every database; returns how many events were delivered. */
+  async drain(): Promise<number> {
+    let total = 0;
+    for (const cluster of this.dbs.clusters) {
+      for (;;) {
+        const n = await this.publishBatch(cluster.pool);
+        total += n;
+        if (n < LIMITS.outboxBatchMax) break;
+      }
+    }
+    return total;
+  }
+
+  private async publishBatch(pool: Pool): Promise<number> {
+    // SKIP LOCKED lets several API processes relay the same database without double work.
+    return pool.begin(async (tx) => {
+      const rows = await tx<OutboxRow[]>`
+        SELECT id::text, topic, aggregate_id::text, payload FROM outbox
+        WHERE published_at IS NULL ORDER BY id LIMIT ${LIMITS.outboxBatchMax}
+        FOR UPDATE SKIP LOCKED`;
+      for (const row of rows) {
+        const event: OutboxEvent = { id: row.id, topic: row.topic, aggregateId: row.aggregate_id, payload: row.payload };
+        for (const subscriber of this.subscribers.get(row.topic) ?? []) await subscriber(event);
+      }
+      if (rows.length > 0) {
+        await tx`UPDATE outbox SET published_at = now() WHERE id = ANY(${rows.map((r) => r.id)}::bigint[])`;
+      }
+      return rows.length;
+    });
+  }
+}

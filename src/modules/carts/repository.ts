@@ -1,0 +1,75 @@
+import type { Sql } from '../../platform/db.ts';
+import type { Id } from '../../platform/ids.ts';
+
+export interface CartRow {
+  id: Id;
+  user_id: Id;
+  currency: string;
+  status: 'open' | 'checked_out';
+  order_id: Id | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export interface CartLineRow {
+  id: Id;
+  sku: string;
+  quantity: number;
+}
+
+export async function insertCart(sql: Sql, shard: number, userId: Id, currency: string): Promise<CartRow> {
+  const [row] = await sql<CartRow[]>`
+    INSERT INTO carts (id, user_id, currency) VALUES (meridian_id(${shard}), ${userId}, ${currency})
+    RETURNING id::text, user_id::text, currency, status, order_id::text, created_at, updated_at`;
+  if (!row) throw new Error('insert returned nothing');
+  return row;
+}
+
+export async function findCart(sql: Sql, userId: Id, cartId: Id, forUpdate = false): Promise<CartRow | undefined> {
+  const [row] = await sql<CartRow[]>`
+    SELECT id::text, user_id::text, currency, status, order_id::text, created_at, updated_at
+    FROM carts WHERE id = ${cartId} AND user_id = ${userId} ${forUpdate ? sql`FOR UPDATE` : sql``}`;
+  return row;
+}
+
+export async function findLines(sql: Sql, userId: Id, cartId: Id): Promise<CartLineRow[]> {
+  return sql<CartLineRow[]>`
+    SELECT id::text, sku, quantity FROM cart_lines WHERE cart_id = ${cartId} AND user_id = ${userId} ORDER BY id`;
+}
+
+export async function insertLine(sql: Sql, shard: number, userId: Id, cartId: Id, sku: string, quantity: number): Promise<Id> {
+  const [row] = await sql<{ id: Id }[]>`
+    INSERT INTO cart_lines (id, cart_id, user_id, sku, quantity)
+    VALUES (meridian_id(${shard}), ${cartId}, ${userId}, ${sku}, ${quantity}) RETURNING id::text`;
+  if (!row) throw new Error('insert returned nothing');
+  return row.id;
+}
+
+export async function updateLine(sql: Sql, userId: Id, cartId: Id, lineId: Id, quantity: number): Promise<boolean> {
+  const rows = await sql`
+    UPDATE cart_lines SET quantity = ${quantity} WHERE id = ${lineId} AND cart_id = ${cartId} AND user_id = ${userId} RETURNING id`;
+  return rows.length === 1;
+}
+
+export async function deleteLine(sql: Sql, userId: Id, cartId: Id, lineId: Id): Promise<boolean> {
+  const rows = await sql`DELETE FROM cart_lines WHERE id = ${lineId} AND cart_id = ${cartId} AND user_id = ${userId} RETURNING id`;
+  return rows.length === 1;
+}
+
+export async function touchCart(sql: Sql, cartId: Id): Promise<void> {
+  await sql`UPDATE carts SET updated_at = now() WHERE id = ${cartId}`;
+}
+
+/** Close an open cart for an order; false when it was already closed (by this or another order). */
+export async function closeCart(sql: Sql, userId: Id, cartId: Id, orderId: Id): Promise<boolean> {
+  const rows = await sql`
+    UPDATE carts SET status = 'checked_out', order_id = ${orderId}, updated_at = now()
+    WHERE id = ${cartId} AND user_id = ${userId} AND (status = 'open' OR order_id = ${orderId}) RETURNING id`;
+  return rows.length === 1;
+}
+
+export async function reopenCart(sql: Sql, userId: Id, cartId: Id, orderId: Id): Promise<void> {
+  await sql`
+    UPDATE carts SET status = 'open', order_id = NULL, updated_at = now()
+    WHERE id = ${cartId} AND user_id = ${userId} AND order_id = ${orderId}`;
+}

@@ -1,0 +1,126 @@
+import type { Sql } from '../../platform/db.ts';
+import type { Id } from '../../platform/ids.ts';
+
+export type LedgerKind = 'receipt' | 'adjustment' | 'return' | 'reserve' | 'release' | 'consume';
+
+export interface StockRow {
+  sku: string;
+  location_id: string;
+  on_hand: number;
+  reserved: number;
+}
+
+export interface ReservationRow {
+  sku: string;
+  location_id: string;
+  quantity: number;
+  status: 'live' | 'consumed' | 'released';
+  expires_at: Date;
+}
+
+export async function stockForSku(sql: Sql, sku: string): Promise<StockRow[]> {
+  return sql<StockRow[]>`
+    SELECT sku, location_id, on_hand::int, reserved::int FROM stock WHERE sku = ${sku} ORDER BY location_id`;
+}
+
+/** Locks every location row of a SKU, in location order (one global lock order: sku, location). */
+export async function lockStockForSku(sql: Sql, sku: string): Promise<StockRow[]> {
+  return sql<StockRow[]>`
+    SELECT sku, location_id, on_hand::int, reserved::int FROM stock WHERE sku = ${sku}
+    ORDER BY location_id FOR UPDATE`;
+}
+
+export async function addReserved(sql: Sql, sku: string, locationId: string, delta: number): Promise<void> {
+  await sql`UPDATE stock SET reserved = reserved + ${delta}, updated_at = now() WHERE sku = ${sku} AND location_id = ${locationId}`;
+}
+
+export async function consumeStock(sql: Sql, sku: string, locationId: string, quantity: number): Promise<void> {
+  await sql`
+    UPDATE stock SET on_hand = on_hand - ${quantity}, reserved = reserved - ${quantity}, updated_at = now()
+    WHERE sku = ${sku} AND location_id = ${locationId}`;
+}
+
+/** Receipts, adjustments and returns: one conditional upsert; the CHECK keeps reserved <= on_hand. */
+export async function changeOnHand(sql: Sql, sku: string, locationId: string, delta: number): Promise<StockRow> {
+  const [row] = await sql<StockRow[]>`
+    INSERT INTO stock (sku, location_id, on_hand) VALUES (${sku}, ${locationId}, ${delta})
+    ON CONFLICT (sku, location_id) DO UPDATE SET on_hand = stock.on_hand + EXCLUDED.on_hand, updated_at = now()
+    RETURNING sku, location_id, on_hand::int, reserved::int`;
+  if (!row) throw new Error('upsert returned nothing');
+  return row;
+}
+
+export interface LedgerEntry {
+  sku: string;
+  locationId: string;
+  kind: LedgerKind;
+  onHandDelta: number;
+  reservedDelta: number;
+  reservationId?: Id | undefined;
+  note?: string | undefined;
+}
+
+export async function appendLedger(sql: Sql, entries: readonly LedgerEntry[]): Promise<void> {
+  if (entries.length === 0) return;
+  await sql`
+    INSERT INTO stock_ledger (sku, location_id, kind, on_hand_delta, reserved_delta, reservation_id, note)
+    SELECT * FROM unnest(
+      ${entries.map((e) => e.sku)}::text[], ${entries.map((e) => e.locationId)}::text[], ${entries.map((e) => e.kind)}::text[],
+      ${entries.map((e) => e.onHandDelta)}::bigint[], ${entries.map((e) => e.reservedDelta)}::bigint[],
+      ${entries.map((e) => e.reservationId ?? null) as (string | null)[]}::bigint[], ${entries.map((e) => e.note ?? null) as (string | null)[]}::text[])`;
+}
+
+export async function insertReservations(
+  sql: Sql,
+  reservationId: Id,
+  parts: readonly { sku: string; locationId: string; quantity: number }[],
+  ttlMs: number,
+): Promise<Date> {
+  const rows = await sql<{ expires_at: Date }[]>`
+    INSERT INTO reservations (id, sku, location_id, quantity, status, expires_at)
+    SELECT ${reservationId}, sku, location_id, quantity, 'live', now() + ${ttlMs} * interval '1 millisecond'
+    FROM unnest(${parts.map((p) => p.sku)}::text[], ${parts.map((p) => p.locationId)}::text[], ${parts.map((p) => p.quantity)}::int[])
+      AS t(sku, location_id, quantity)
+    RETURNING expires_at`;
+  const first = rows[0];
+  if (!first) throw new Error('reservation insert returned nothing');
+  return first.expires_at;
+}
+
+export async function findReservation(sql: Sql, reservationId: Id): Promise<ReservationRow[]> {
+  return sql<ReservationRow[]>`
+    SELECT sku, location_id, quantity, status, expires_at FROM reservations WHERE id = ${reservationId} ORDER BY sku, location_id`;
+}
+
+/** Ends a live reservation; returns its parts only to the one caller that ended it. */
+export async function settleReservation(
+  sql: Sql,
+  reservationId: Id,
+  to: 'consumed' | 'released',
+  onlyIfUnexpired: boolean,
+): Promise<ReservationRow[]> {
+  return sql<ReservationRow[]>`
+    UPDATE reservations SET status = ${to}, settled_at = now()
+    WHERE id = ${reservationId} AND status = 'live' ${onlyIfUnexpired ? sql`AND expires_at > now()` : sql``}
+    RETURNING sku, location_id, quantity, status, expires_at`;
+}
+
+export async function expiredReservationIds(sql: Sql, limit: number): Promise<Id[]> {
+  const rows = await sql<{ id: Id }[]>`
+    SELECT DISTINCT id::text FROM (
+      SELECT id FROM reservations WHERE status = 'live' AND expires_at <= now() ORDER BY expires_at LIMIT ${limit}
+    ) t`;
+  return rows.map((r) => r.id);
+}
+
+export async function locationExists(sql: Sql, id: string): Promise<boolean> {
+  return (await sql`SELECT 1 FROM locations WHERE id = ${id}`).length === 1;
+}
+
+export async function upsertLocation(sql: Sql, id: string, name: string): Promise<void> {
+  await sql`INSERT INTO locations (id, name) VALUES (${id}, ${name}) ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name`;
+}
+
+export async function listLocations(sql: Sql): Promise<{ id: string; name: string }[]> {
+  return sql<{ id: string; name: string }[]>`SELECT id, name FROM locations ORDER BY id LIMIT 1000`;
+}

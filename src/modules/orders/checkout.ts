@@ -1,0 +1,242 @@
+// The checkout saga (ARCHITECTURE.md): the one orchestrator that spans modules.
+//   1 idempotency key  2 price the cart  3 reserve stock  4 order + outbox (one shard tx)
+//   5 authorize payment (no transaction open)  6 consume the reservation, capture, mark paid
+// Every step is idempotent (keyed by the order id), so the sweeper can finish or compensate a
+// saga that a crash left half-way by running the same steps again.
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Databases } from '../../platform/db.ts';
+import { AppError, ERROR_STATUS, type ErrorCode } from '../../platform/errors.ts';
+import { shardOfId, type Id } from '../../platform/ids.ts';
+import { LIMITS } from '../../platform/limits.ts';
+import { sum, multiply } from '../../platform/money.ts';
+import { emit } from '../../events/outbox.ts';
+import type { CartsService } from '../carts/service.ts';
+import type { CatalogService } from '../catalog/service.ts';
+import type { InventoryService } from '../inventory/service.ts';
+import { PaymentProviderError } from '../payments/provider.ts';
+import type { PaymentsService } from '../payments/service.ts';
+import * as repo from './repository.ts';
+import { canTransition, type OrderStatus } from './state-machine.ts';
+import { toOrder, type Order, type OrdersService } from './service.ts';
+
+export interface CheckoutRequest {
+  cartId: Id;
+  payment: { token: string };
+}
+
+/** What the HTTP layer sends: stored with the idempotency key and replayed verbatim. */
+export interface CheckoutResponse {
+  status: number;
+  body: { order: Order } | { error: { code: string; message: string; details?: Record<string, unknown> } };
+  replayed: boolean;
+}
+
+export interface SagaDeps {
+  dbs: Databases;
+  carts: CartsService;
+  catalog: CatalogService;
+  inventory: InventoryService;
+  payments: PaymentsService;
+  orders: OrdersService;
+  log: Logger;
+  reservationTtlMs: number;
+  abandonedOrderMs: number;
+}
+
+function errorBody(code: ErrorCode, message: string, details?: Record<string, unknown>): CheckoutResponse['body'] {
+  return details ? { error: { code, message, details } } : { error: { code, message } };
+}
+
+function requestHash(req: CheckoutRequest): string {
+  return createHash('sha256').update(JSON.stringify([req.cartId, req.payment.token])).digest('hex');
+}
+
+export class CheckoutSaga {
+  constructor(private readonly d: SagaDeps) {}
+
+  async checkout(userId: Id, key: string, req: CheckoutRequest): Promise<CheckoutResponse> {
+    const db = this.d.dbs.forId(userId);
+    const previous = await repo.claimIdempotencyKey(db, userId, key, requestHash(req));
+    if (previous) {
+      if (previous.request_hash !== requestHash(req)) {
+        throw new AppError('idempotency_key_reused', 'this Idempotency-Key was used with a different request body');
+      }
+      if (previous.state === 'in_progress') throw new AppError('idempotency_conflict', 'a request with this Idempotency-Key is in progress');
+      return { status: previous.response_status ?? 500, body: previous.response_body as CheckoutResponse['body'], replayed: true };
+    }
+    try {
+      return await this.run(userId, key, req);
+    } catch (err) {
+      // Failures before any side effect free the key for a retry; later ones were recorded.
+      if (err instanceof NothingHappened) {
+        await repo.dropIdempotencyKey(db, userId, key);
+        throw err.cause;
+      }
+      throw err;
+    }
+  }
+
+  private async run(userId: Id, key: string, req: CheckoutRequest): Promise<CheckoutResponse> {
+    const { dbs, carts, catalog, inventory, payments } = this.d;
+    const db = dbs.forId(userId);
+    const { cart, lines } = await carts.linesOf(userId, req.cartId).catch((e: unknown) => {
+      throw new NothingHappened(e);
+    });
+    if (cart.status !== 'open') throw new NothingHappened(new AppError('cart_not_open', 'this cart has been checked out'));
+    if (lines.length === 0) throw new NothingHappened(new AppError('cart_empty', 'the cart has no lines'));
+
+    // 2. Server-side prices only.
+    const prices = await catalog.priceSkus(lines.map((l) => l.sku), cart.currency);
+    const missing = lines.find((l) => !prices.has(l.sku));
+    if (missing) throw new NothingHappened(new AppError('price_unavailable', `SKU ${missing.sku} is not for sale in ${cart.currency}`));
+    const orderLines = lines.map((l) => {
+      const p = prices.get(l.sku);
+      if (!p) throw new Error('unreachable: priced above');
+      return { sku: l.sku, title: p.title, quantity: l.quantity, unitAmount: p.unitPrice.amount };
+    });
+    const total = sum(lines.map((l) => multiply(prices.get(l.sku)!.unitPrice, l.quantity)), cart.currency);
+
+    // 3. Reserve, all or nothing, under the order's id.
+    const orderId = await repo.newOrderId(db, shardOfId(userId));
+    const reservation = await inventory.reserve(orderId, lines, this.d.reservationTtlMs);
+    if (!reservation.ok) {
+      throw new NothingHappened(
+        new AppError('out_of_stock', `not enough stock for ${reservation.sku}`, { sku: reservation.sku, requested: reservation.requested, available: reservation.available }),
+      );
+    }
+
+    // 4. The order, its lines, the cart's closing and the event: one shard transaction.
+    const created = await db.begin(async (tx) => {
+      if (!(await carts.close(tx, userId, req.cartId, orderId))) return false;
+      await repo.insertOrder(tx, { id: orderId, userId, cartId: req.cartId, currency: cart.currency, totalAmount: total.amount, lines: orderLines });
+      await repo.attachOrderToKey(tx, userId, key, orderId);
+      await emit(tx, 'order.placed', orderId, { orderId, userId, total });
+      return true;
+    });
+    if (!created) {
+      await inventory.release(orderId, 'cart_closed');
+      throw new NothingHappened(new AppError('cart_not_open', 'this cart has been checked out'));
+    }
+
+    // 5. Authorize, outside any transaction.
+    let payment;
+    try {
+      payment = await payments.authorize(userId, orderId, total, req.payment.token);
+    } catch (err) {
+      if (!(err instanceof PaymentProviderError)) throw err;
+      await this.compensate(orderId, 'payment_unavailable', 'unavailable', 'the payment provider is unavailable; try again');
+      return this.finish(userId, key);
+    }
+    if (payment.status === 'declined') {
+      await this.compensate(orderId, 'payment_declined', 'payment_declined', `the payment was declined (${payment.declineReason ?? 'declined'})`);
+      return this.finish(userId, key);
+    }
+
+    // 6. Commit: the ledger first (PostgreSQL is the arbiter), then the money, then the order.
+    await this.complete(orderId);
+    return this.finish(userId, key);
+  }
+
+  /** The stored response for a finished order (written by whichever of checkout and sweeper ended it). */
+  private async finish(userId: Id, key: string): Promise<CheckoutResponse> {
+    const [row] = await this.d.dbs.forId(userId)<repo.IdempotencyRow[]>`
+      SELECT request_hash, state, order_id::text, response_status, response_body FROM idempotency_keys
+      WHERE user_id = ${userId} AND key = ${key}`;
+    if (row?.state !== 'completed' || row.response_status === null) throw new AppError('unavailable', 'the checkout did not finish; retry with the same Idempotency-Key');
+    return { status: row.response_status, body: row.response_body as CheckoutResponse['body'], replayed: false };
+  }
+
+  /** Step 6, idempotent: consume → capture → paid. Falls back to compensation if the stock is gone. */
+  async complete(orderId: Id): Promise<OrderStatus> {
+    const consumed = await this.d.inventory.consume(orderId);
+    if (!consumed.ok) {
+      await this.compensate(orderId, 'reservation_expired', 'reservation_expired', 'the stock reservation expired before payment completed');
+      return 'cancelled';
+    }
+    await this.d.payments.capture(orderId);
+    const db = this.d.dbs.forId(orderId);
+    await db.begin(async (tx) => {
+      if (await repo.transition(tx, orderId, 'pending_payment', 'paid', 'checkout')) {
+        await emit(tx, 'order.paid', orderId, { orderId });
+      }
+      const row = await repo.findOrder(tx, orderId);
+      if (row) await repo.completeKeyForOrder(tx, orderId, 201, { order: toOrder(row) });
+    });
+    return 'paid';
+  }
+
+  /** Undo a pending order: release stock, void money, cancel, reopen the cart, record the answer. */
+  async compensate(orderId: Id, reason: string, code: ErrorCode, message: string): Promise<void> {
+    const released = await this.d.inventory.release(orderId, reason);
+    if (!released.ok && released.code !== 'reservation_not_found') {
+      // The reservation was consumed: the sale happened; finishing is the only correct move.
+      await this.complete(orderId);
+      return;
+    }
+    await this.d.payments.void(orderId);
+    const db = this.d.dbs.forId(orderId);
+    await db.begin(async (tx) => {
+      const row = await repo.findOrder(tx, orderId);
+      if (!row) return;
+      if (await repo.transition(tx, orderId, 'pending_payment', 'cancelled', 'checkout', reason)) {
+        await this.d.carts.reopen(tx, row.user_id, row.cart_id, orderId);
+        await emit(tx, 'order.cancelled', orderId, { orderId, reason });
+      }
+      await repo.completeKeyForOrder(tx, orderId, ERROR_STATUS[code], errorBody(code, message, { orderId }));
+    });
+  }
+
+  /**
+   * The sweeper: release expired reservations and settle their orders, then finish or
+   * compensate pending orders older than abandonedOrderMs (a crashed checkout).
+   */
+  async sweep(): Promise<{ released: number; settled: number }> {
+    const released = await this.d.inventory.releaseExpired();
+    let settled = 0;
+    for (const orderId of released) {
+      if (await this.settle(orderId)) settled++;
+    }
+    for (const pool of this.d.dbs.shardPools()) {
+      for (const orderId of await repo.stalePendingOrderIds(pool, this.d.abandonedOrderMs, LIMITS.sweeperBatchMax)) {
+        if (await this.settle(orderId)) settled++;
+      }
+      await repo.dropStaleKeys(pool, this.d.abandonedOrderMs);
+    }
+    return { released: released.length, settled };
+  }
+
+  /** Drive one pending order to a final state from what the stores say happened. */
+  async settle(orderId: Id): Promise<boolean> {
+    const order = await this.d.orders.find(orderId);
+    if (order?.status !== 'pending_payment') return false;
+    const reservation = await this.d.inventory.reservationStatus(orderId);
+    const payment = await this.d.payments.find(orderId);
+    if (reservation === 'consumed') {
+      await this.complete(orderId);
+    } else if (reservation === 'live' && payment?.status === 'authorized') {
+      await this.complete(orderId); // consume() itself refuses an expired reservation
+    } else {
+      const why = payment?.status === 'declined' ? 'payment_declined' : 'abandoned';
+      await this.compensate(orderId, why, why === 'payment_declined' ? 'payment_declined' : 'reservation_expired', 'the checkout was abandoned and has been cancelled');
+    }
+    return true;
+  }
+
+  /** Admin cancellation of a pending order goes through compensation; other moves are plain. */
+  async adminTransition(orderId: Id, to: OrderStatus): Promise<Order> {
+    const order = await this.d.orders.get(orderId);
+    if (to === 'cancelled' && order.status === 'pending_payment' && canTransition(order.status, to)) {
+      await this.compensate(orderId, 'cancelled_by_admin', 'reservation_expired', 'the order was cancelled by an admin');
+      return this.d.orders.get(orderId);
+    }
+    return this.d.orders.adminTransition(orderId, to);
+  }
+}
+
+/** A failure before the saga changed anything: the idempotency key is released. */
+class NothingHappened extends Error {
+  constructor(override readonly cause: unknown) {
+    super('checkout failed before any side effect');
+  }
+}

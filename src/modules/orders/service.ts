@@ -1,0 +1,112 @@
+// Orders: history for buyers, a cross-shard list for admins, and the state machine.
+import type { Databases } from '../../platform/db.ts';
+import { AppError } from '../../platform/errors.ts';
+import { encodeCursor } from '../../platform/http.ts';
+import type { Id } from '../../platform/ids.ts';
+import { money, type Money } from '../../platform/money.ts';
+import { emit } from '../../events/outbox.ts';
+import type { PaymentsService } from '../payments/service.ts';
+import * as repo from './repository.ts';
+import { canTransition, SYSTEM_ONLY_TARGETS, type OrderStatus } from './state-machine.ts';
+
+export interface OrderLine {
+  sku: string;
+  title: string;
+  quantity: number;
+  unitPrice: Money;
+  lineTotal: Money;
+}
+
+export interface Order {
+  id: Id;
+  userId: Id;
+  status: OrderStatus;
+  total: Money;
+  lines: OrderLine[];
+  cancelReason: string | null;
+  createdAt: string;
+  updatedAt: string;
+  paidAt: string | null;
+}
+
+export function toOrder(row: repo.OrderRow): Order {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    status: row.status,
+    total: money(row.total_amount, row.currency),
+    lines: row.lines.map((l) => ({
+      sku: l.sku,
+      title: l.title,
+      quantity: l.quantity,
+      unitPrice: money(l.unitAmount, row.currency),
+      lineTotal: money(l.unitAmount * l.quantity, row.currency),
+    })),
+    cancelReason: row.cancel_reason,
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+    paidAt: row.paid_at ? row.paid_at.toISOString() : null,
+  };
+}
+
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+export class OrdersService {
+  constructor(
+    private readonly dbs: Databases,
+    private readonly payments: PaymentsService,
+  ) {}
+
+  async get(orderId: Id, userId?: Id): Promise<Order> {
+    const row = await repo.findOrder(this.dbs.forId(orderId), orderId, userId);
+    if (!row) throw new AppError('not_found', 'order not found');
+    return toOrder(row);
+  }
+
+  async find(orderId: Id): Promise<Order | undefined> {
+    const row = await repo.findOrder(this.dbs.forId(orderId), orderId);
+    return row ? toOrder(row) : undefined;
+  }
+
+  async history(userId: Id, beforeId: Id | undefined, limit: number): Promise<Page<Order>> {
+    const rows = await repo.listUserOrders(this.dbs.forId(userId), userId, beforeId, limit + 1);
+    return page(rows.map(toOrder), limit);
+  }
+
+  /**
+   * Admin list across every shard database: each returns its next `limit + 1` rows below the
+   * cursor, newest first; merging by id (time-ordered and unique) gives one stable order with no
+   * duplicates or gaps between pages.
+   */
+  async adminList(status: OrderStatus | undefined, beforeId: Id | undefined, limit: number): Promise<Page<Order>> {
+    const perShard = await Promise.all(this.dbs.shardPools().map((pool) => repo.listOrders(pool, status, beforeId, limit + 1)));
+    const merged = perShard.flat().sort((a, b) => (BigInt(b.id) > BigInt(a.id) ? 1 : BigInt(b.id) < BigInt(a.id) ? -1 : 0));
+    return page(merged.map(toOrder), limit);
+  }
+
+  /** Admin moves along the transition table; money moves with them (refund). */
+  async adminTransition(orderId: Id, to: OrderStatus): Promise<Order> {
+    const order = await this.get(orderId);
+    if (SYSTEM_ONLY_TARGETS.includes(to) || !canTransition(order.status, to)) {
+      throw new AppError('illegal_transition', `an order cannot move from ${order.status} to ${to}`, { from: order.status, to });
+    }
+    if (to === 'refunded') await this.payments.refund(orderId);
+    if (to === 'cancelled') await this.payments.void(orderId);
+    const moved = await this.dbs.forId(orderId).begin(async (tx) => {
+      if (!(await repo.transition(tx, orderId, order.status, to, 'admin', to === 'cancelled' ? 'cancelled_by_admin' : undefined))) return false;
+      await emit(tx, to === 'cancelled' ? 'order.cancelled' : 'order.transitioned', orderId, { orderId, from: order.status, to });
+      return true;
+    });
+    if (!moved) throw new AppError('illegal_transition', 'the order changed meanwhile; reload it and try again');
+    return this.get(orderId);
+  }
+}
+
+function page<T extends { id: Id }>(items: T[], limit: number): Page<T> {
+  const slice = items.slice(0, limit);
+  const last = slice[slice.length - 1];
+  return { items: slice, nextCursor: items.length > limit && last ? encodeCursor([last.id]) : null };
+}

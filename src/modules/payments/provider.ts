@@ -1,0 +1,74 @@
+// The boundary to a payment service. Every call carries an idempotency key (the order id), so a
+// retried call after a crash or time-out never charges twice. Calls are never made inside a
+// database transaction.
+import type { Money } from '../../platform/money.ts';
+
+export type AuthorizeResult = { ok: true; ref: string } | { ok: false; reason: string };
+
+export interface PaymentProvider {
+  readonly name: string;
+  authorize(input: { idempotencyKey: string; amount: Money; token: string }): Promise<AuthorizeResult>;
+  capture(ref: string, idempotencyKey: string): Promise<void>;
+  void(ref: string, idempotencyKey: string): Promise<void>;
+  refund(ref: string, amount: Money, idempotencyKey: string): Promise<void>;
+}
+
+export class PaymentProviderError extends Error {}
+
+/**
+ * A built-in provider for development and tests, with card tokens in the style of Stripe's test
+ * mode: `tok_visa` approves, `tok_decline` declines, `tok_error` fails as if the provider were
+ * down. It keeps its ledger in memory, keyed by idempotency key, as a real provider would.
+ */
+export class TestPaymentProvider implements PaymentProvider {
+  readonly name = 'test';
+  private readonly authorizations = new Map<string, AuthorizeResult>();
+  private readonly state = new Map<string, 'authorized' | 'captured' | 'voided' | 'refunded'>();
+  /** Counts real state changes, so tests can assert that retries did not repeat them. */
+  readonly captures = new Map<string, number>();
+
+  constructor(private readonly latencyMs = 0) {}
+
+  private async delay(): Promise<void> {
+    if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
+  }
+
+  async authorize(input: { idempotencyKey: string; amount: Money; token: string }): Promise<AuthorizeResult> {
+    await this.delay();
+    const previous = this.authorizations.get(input.idempotencyKey);
+    if (previous) return previous;
+    let result: AuthorizeResult;
+    if (input.token === 'tok_visa') result = { ok: true, ref: `pi_${input.idempotencyKey}` };
+    else if (input.token === 'tok_decline') result = { ok: false, reason: 'card_declined' };
+    else if (input.token === 'tok_error') throw new PaymentProviderError('payment provider unavailable');
+    else result = { ok: false, reason: 'invalid_token' };
+    this.authorizations.set(input.idempotencyKey, result);
+    if (result.ok) this.state.set(result.ref, 'authorized');
+    return result;
+  }
+
+  async capture(ref: string): Promise<void> {
+    await this.delay();
+    const s = this.state.get(ref);
+    if (s === 'captured') return;
+    if (s !== 'authorized') throw new PaymentProviderError(`cannot capture ${ref} in state ${s ?? 'unknown'}`);
+    this.state.set(ref, 'captured');
+    this.captures.set(ref, (this.captures.get(ref) ?? 0) + 1);
+  }
+
+  async void(ref: string): Promise<void> {
+    await this.delay();
+    const s = this.state.get(ref);
+    if (s === 'voided' || s === undefined) return;
+    if (s !== 'authorized') throw new PaymentProviderError(`cannot void ${ref} in state ${s}`);
+    this.state.set(ref, 'voided');
+  }
+
+  async refund(ref: string): Promise<void> {
+    await this.delay();
+    const s = this.state.get(ref);
+    if (s === 'refunded') return;
+    if (s !== 'captured') throw new PaymentProviderError(`cannot refund ${ref} in state ${s ?? 'unknown'}`);
+    this.state.set(ref, 'refunded');
+  }
+}

@@ -1,0 +1,77 @@
+// Configuration is read from the environment once, validated, and frozen. A bad value fails at
+// boot with a message naming the variable, never later in a request.
+import path from 'node:path';
+
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  /** External PostgreSQL; when absent an embedded server is started under dataDir. */
+  readonly databaseUrl: string | undefined;
+  readonly dataDir: string;
+  readonly embeddedPgPort: number;
+  readonly dbPoolMax: number;
+  readonly logLevel: string;
+  readonly adminEmail: string | undefined;
+  readonly adminPassword: string | undefined;
+  /** How long stock stays held for a checkout before the sweeper releases it. */
+  readonly reservationTtlMs: number;
+  /** A pending order older than this is finished or compensated by the sweeper. */
+  readonly abandonedOrderMs: number;
+  readonly sweeperIntervalMs: number;
+  readonly outboxPollIntervalMs: number;
+  readonly requestTimeoutMs: number;
+  readonly bodyLimitBytes: number;
+  readonly sessionTtlMs: number;
+  /** Skip the demo catalog on first start. */
+  readonly seedDemo: boolean;
+}
+
+type Env = Record<string, string | undefined>;
+
+export class ConfigError extends Error {}
+
+function int(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer in ${min}..${max}, got "${raw}"`);
+  }
+  return value;
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (['1', 'true', 'yes'].includes(raw.toLowerCase())) return true;
+  if (['0', 'false', 'no'].includes(raw.toLowerCase())) return false;
+  throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+}
+
+export function loadConfig(env: Env = process.env, overrides: Partial<Config> = {}): Config {
+  const dataDir = path.resolve(env.MERIDIAN_DATA_DIR ?? '.meridian');
+  const config: Config = {
+    port: int(env, 'PORT', 8080, 0, 65535),
+    host: env.HOST ?? '127.0.0.1',
+    databaseUrl: env.DATABASE_URL || undefined,
+    dataDir,
+    embeddedPgPort: int(env, 'MERIDIAN_PG_PORT', 54329, 1024, 65535),
+    dbPoolMax: int(env, 'DB_POOL_MAX', 20, 1, 500),
+    logLevel: env.LOG_LEVEL ?? 'info',
+    adminEmail: env.MERIDIAN_ADMIN_EMAIL || undefined,
+    adminPassword: env.MERIDIAN_ADMIN_PASSWORD || undefined,
+    reservationTtlMs: int(env, 'RESERVATION_TTL_MS', 5 * 60_000, 1_000, 24 * 3_600_000),
+    abandonedOrderMs: int(env, 'ABANDONED_ORDER_MS', 10 * 60_000, 1_000, 7 * 24 * 3_600_000),
+    sweeperIntervalMs: int(env, 'SWEEPER_INTERVAL_MS', 5_000, 50, 3_600_000),
+    outboxPollIntervalMs: int(env, 'OUTBOX_POLL_INTERVAL_MS', 200, 10, 60_000),
+    requestTimeoutMs: int(env, 'REQUEST_TIMEOUT_MS', 15_000, 100, 600_000),
+    bodyLimitBytes: int(env, 'BODY_LIMIT_BYTES', 64 * 1024, 1024, 16 * 1024 * 1024),
+    sessionTtlMs: int(env, 'SESSION_TTL_MS', 30 * 24 * 3_600_000, 60_000, 365 * 24 * 3_600_000),
+    seedDemo: bool(env, 'MERIDIAN_SEED_DEMO', true),
+    ...overrides,
+  };
+  if (config.adminPassword !== undefined && config.adminPassword.length < 12) {
+    throw new ConfigError('MERIDIAN_ADMIN_PASSWORD must have at least 12 characters');
+  }
+  return Object.freeze(config);
+}

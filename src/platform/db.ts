@@ -1,0 +1,125 @@
+// Database handles and the shard router. Every query in the code base takes its handle as the
+// first argument (a pool or a transaction), and the handle comes from this router: by role for
+// the core data (directory, catalog, inventory) and by logical shard for user-owned data.
+// On one node every role and every shard maps to the same pool; a topology maps them to
+// different clusters without any query changing.
+import postgres from 'postgres';
+import { LIMITS } from './limits.ts';
+import { LOGICAL_SHARDS, shardOfId, type Id } from './ids.ts';
+
+/** A pool or a transaction: anything that runs tagged-template SQL. */
+export type Sql = postgres.ISql;
+export type Pool = postgres.Sql;
+export type Tx = postgres.TransactionSql;
+
+export type CoreRole = 'directory' | 'catalog' | 'inventory';
+export type Role = CoreRole | 'shard';
+export const ALL_ROLES: readonly Role[] = ['directory', 'catalog', 'inventory', 'shard'];
+
+export interface ClusterSpec {
+  readonly name: string;
+  readonly url: string;
+  readonly roles: readonly Role[];
+  /** Inclusive ranges of logical shards this cluster owns (only with the 'shard' role). */
+  readonly shards: readonly (readonly [number, number])[];
+}
+
+export interface PoolOptions {
+  readonly max: number;
+  readonly statementTimeoutMs?: number;
+  readonly applicationName?: string;
+}
+
+export function openPool(url: string, options: PoolOptions): Pool {
+  return postgres(url, {
+    max: options.max,
+    connect_timeout: LIMITS.dbConnectTimeoutMs / 1000,
+    idle_timeout: 60,
+    onnotice: () => undefined,
+    connection: {
+      application_name: options.applicationName ?? 'meridian',
+      statement_timeout: options.statementTimeoutMs ?? LIMITS.dbStatementTimeoutMs,
+      lock_timeout: LIMITS.dbLockTimeoutMs,
+      idle_in_transaction_session_timeout: 30_000,
+    },
+  });
+}
+
+export interface Cluster {
+  readonly spec: ClusterSpec;
+  readonly pool: Pool;
+}
+
+export class Databases {
+  readonly clusters: readonly Cluster[];
+  private readonly byRole = new Map<CoreRole, Cluster>();
+  /** Index = logical shard; a dense array keeps routing a pure, allocation-free lookup. */
+  private readonly shardOwner: Cluster[];
+
+  constructor(specs: readonly ClusterSpec[], poolOptions: PoolOptions) {
+    this.clusters = specs.map((spec) => ({ spec, pool: openPool(spec.url, poolOptions) }));
+    this.shardOwner = new Array<Cluster>(LOGICAL_SHARDS);
+    for (const cluster of this.clusters) {
+      for (const role of cluster.spec.roles) {
+        if (role !== 'shard') this.byRole.set(role, cluster);
+      }
+      for (const [from, to] of cluster.spec.shards) {
+        for (let s = from; s <= to; s++) this.shardOwner[s] = cluster;
+      }
+    }
+    for (const role of ['directory', 'catalog', 'inventory'] as const) {
+      if (!this.byRole.has(role)) throw new Error(`no cluster holds the ${role} role`);
+    }
+    for (let s = 0; s < LOGICAL_SHARDS; s++) {
+      if (!this.shardOwner[s]) throw new Error(`logical shard ${s} has no owning cluster`);
+    }
+  }
+
+  /** One PostgreSQL holds everything: the single-node deployment. */
+  static single(url: string, poolOptions: PoolOptions): Databases {
+    return new Databases([{ name: 'main', url, roles: ALL_ROLES, shards: [[0, LOGICAL_SHARDS - 1]] }], poolOptions);
+  }
+
+  core(role: CoreRole): Pool {
+    const cluster = this.byRole.get(role);
+    if (!cluster) throw new Error(`no cluster holds the ${role} role`);
+    return cluster.pool;
+  }
+
+  shard(shard: number): Pool {
+    const cluster = this.shardOwner[shard];
+    if (!cluster) throw new RangeError(`logical shard ${shard} out of range`);
+    return cluster.pool;
+  }
+
+  /** The pool of the shard that owns this id (a user id, order id, cart id, …). */
+  forId(id: Id): Pool {
+    return this.shard(shardOfId(id));
+  }
+
+  /** Distinct pools that hold user shards, for scatter-gather and sweepers. */
+  shardPools(): Pool[] {
+    return this.clusters.filter((c) => c.spec.roles.includes('shard')).map((c) => c.pool);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.clusters.map((c) => c.pool.end({ timeout: 5 })));
+  }
+}
+
+/** PostgreSQL error codes we turn into business outcomes. */
+export const PG = {
+  uniqueViolation: '23505',
+  serializationFailure: '40001',
+  deadlockDetected: '40P01',
+  lockNotAvailable: '55P03',
+  queryCanceled: '57014',
+} as const;
+
+export function pgCode(err: unknown): string | undefined {
+  return err instanceof postgres.PostgresError ? err.code : undefined;
+}
+
+export function pgConstraint(err: unknown): string | undefined {
+  return err instanceof postgres.PostgresError ? err.constraint_name : undefined;
+}

