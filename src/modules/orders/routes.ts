@@ -5,6 +5,7 @@ import { LIMITS } from '../../platform/limits.ts';
 import { principalOf, type AuthHooks } from '../users/auth.ts';
 import type { CheckoutSaga } from './checkout.ts';
 import type { OrdersService } from './service.ts';
+import type { Metrics } from '../../platform/metrics.ts';
 import { ORDER_STATUSES } from './state-machine.ts';
 
 const OrderStatusSchema = Type.Union(ORDER_STATUSES.map((s) => Type.Literal(s)));
@@ -20,9 +21,13 @@ export const OrderSchema = Type.Object({
   paidAt: Type.Union([Type.String(), Type.Null()]),
 });
 const OrderPage = Type.Object({ items: Type.Array(OrderSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) });
+function errorCodeOf(body: unknown): string {
+  return (body as { error?: { code?: string } }).error?.code ?? 'unknown';
+}
+
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
-export function orderRoutes(app: App, orders: OrdersService, saga: CheckoutSaga, auth: AuthHooks): void {
+export function orderRoutes(app: App, orders: OrdersService, saga: CheckoutSaga, auth: AuthHooks, metrics: Metrics): void {
   app.post('/v1/checkout', {
     preHandler: auth.requireUser,
     schema: {
@@ -45,7 +50,11 @@ export function orderRoutes(app: App, orders: OrdersService, saga: CheckoutSaga,
     if (typeof key !== 'string' || !IDEMPOTENCY_KEY.test(key)) {
       throw new AppError('validation_failed', 'an Idempotency-Key header of 1–255 printable ASCII characters is required');
     }
-    const result = await saga.checkout(principalOf(req).userId, key, req.body);
+    const result = await saga.checkout(principalOf(req).userId, key, req.body).catch((err: unknown) => {
+      metrics.checkouts.inc({ outcome: err instanceof AppError ? err.code : 'internal' });
+      throw err;
+    });
+    metrics.checkouts.inc({ outcome: result.replayed ? 'replayed' : 'order' in result.body ? 'paid' : errorCodeOf(result.body) });
     if (result.replayed) void reply.header('idempotency-replayed', 'true');
     // The status and body were recorded with the key (201, 402, 409 or 503) and are replayed as they were.
     return reply.status(result.status as 201).send(result.body as never);
