@@ -5,6 +5,7 @@
 // repeats it), so every subscriber must be idempotent.
 import type { Logger } from 'pino';
 import type { Databases, Pool, Sql } from '../platform/db.ts';
+import { transaction } from '../platform/db.ts';
 import { LIMITS } from '../platform/limits.ts';
 
 export type Topic =
@@ -88,7 +89,7 @@ export class OutboxRelay {
 
   private async publishBatch(pool: Pool): Promise<number> {
     // SKIP LOCKED lets several API processes relay the same database without double work.
-    return pool.begin(async (tx) => {
+    return transaction(pool, async (tx) => {
       const rows = await tx<OutboxRow[]>`
         SELECT id::text, topic, aggregate_id::text, payload FROM outbox
         WHERE published_at IS NULL ORDER BY id LIMIT ${LIMITS.outboxBatchMax}

@@ -4,6 +4,7 @@
 // On one node every role and every shard maps to the same pool; a topology maps them to
 // different clusters without any query changing.
 import postgres from 'postgres';
+import { AppError } from './errors.ts';
 import { LIMITS } from './limits.ts';
 import { LOGICAL_SHARDS, shardOfId, type Id } from './ids.ts';
 
@@ -107,6 +108,45 @@ export class Databases {
   }
 }
 
+/**
+ * Runs fn in a transaction on a connection reserved for it alone.
+ *
+ * Why not postgres.js's sql.begin(): in 3.4.x, under load, BEGIN can be pipelined onto a busy
+ * connection without that connection being reserved (porsager/postgres#823, #1189), so other
+ * queries may run inside the transaction. reserve() only hands out an idle connection, so
+ * nothing else ever shares it. Waiting for a connection is bounded by acquireTimeoutMs.
+ */
+export async function transaction<T>(pool: Pool, fn: (tx: Sql) => Promise<T>, acquireTimeoutMs: number = LIMITS.dbAcquireTimeoutMs): Promise<T> {
+  const pending = pool.reserve();
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new AppError('unavailable', 'the database is too busy; retry shortly')), acquireTimeoutMs);
+  });
+  let conn: postgres.ReservedSql;
+  try {
+    conn = await Promise.race([pending, timedOut]);
+  } catch (err) {
+    // The reservation may still be granted later: hand that connection straight back.
+    pending.then((c) => c.release(), () => undefined);
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+  try {
+    await conn`BEGIN`;
+    try {
+      const result = await fn(conn);
+      await conn`COMMIT`;
+      return result;
+    } catch (err) {
+      await conn`ROLLBACK`.catch(() => undefined);
+      throw err;
+    }
+  } finally {
+    conn.release();
+  }
+}
+
 /** PostgreSQL error codes we turn into business outcomes. */
 export const PG = {
   uniqueViolation: '23505',
@@ -122,4 +162,18 @@ export function pgCode(err: unknown): string | undefined {
 
 export function pgConstraint(err: unknown): string | undefined {
   return err instanceof postgres.PostgresError ? err.constraint_name : undefined;
+}
+
+const TRANSIENT_SQLSTATES = new Set(['40001', '40P01', '55P03', '57014', '57P01', '57P02', '57P03', '53300']);
+const TRANSIENT_CLIENT_CODES = new Set(['CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT']);
+
+/**
+ * Errors that say "not now" rather than "wrong": lock and statement time-outs, serialization
+ * failures, deadlocks, a database shutting down or unreachable. They answer 503 with
+ * Retry-After, never 500.
+ */
+export function isTransientDbError(err: unknown): boolean {
+  if (err instanceof postgres.PostgresError) return TRANSIENT_SQLSTATES.has(err.code) || err.code.startsWith('08');
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && TRANSIENT_CLIENT_CODES.has(code);
 }

@@ -5,8 +5,29 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { AppError, ERROR_STATUS, type ErrorCode } from './errors.ts';
 import { LIMITS } from './limits.ts';
 import { isId } from './ids.ts';
+import { pgCode } from './db.ts';
+import { isTransientDbError } from './db.ts';
 
-export const IdString = Type.String({ pattern: '^[1-9][0-9]{0,18}$', description: '64-bit id as a decimal string' });
+/** SQLSTATE 22021 (character_not_in_repertoire): what PostgreSQL answers to a NUL in text. */
+const PG_NUL_IN_TEXT = '22021';
+
+/**
+ * Decimal integers 1..max as a regular expression. JSON Schema cannot compare numbers held in
+ * strings, and an id past bigint's range would otherwise reach PostgreSQL and fail as a 500.
+ */
+function decimalAtMostPattern(max: bigint): string {
+  const m = max.toString();
+  const alternatives = [`[1-9][0-9]{0,${m.length - 2}}`]; // fewer digits than max
+  for (let i = 0; i < m.length; i++) {
+    const digit = Number(m[i]);
+    const lowest = i === 0 ? 1 : 0;
+    if (digit > lowest) alternatives.push(`${m.slice(0, i)}[${lowest}-${digit - 1}][0-9]{${m.length - 1 - i}}`);
+  }
+  alternatives.push(m);
+  return `^(?:${alternatives.join('|')})$`;
+}
+
+export const IdString = Type.String({ pattern: decimalAtMostPattern(0x7fff_ffff_ffff_ffffn), description: '64-bit id as a decimal string' });
 export const MoneySchema = Type.Object(
   {
     amount: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'minor units (cents)' }),
@@ -46,10 +67,19 @@ export function installErrorHandling(app: FastifyInstance): void {
       if (err.code === 'unavailable' || err.code === 'timeout') void reply.header('retry-after', '1');
       return sendError(reply, err.code, err.message, err.details);
     }
+    if (isTransientDbError(err)) {
+      req.log.warn({ err }, 'transient database error');
+      void reply.header('retry-after', '1');
+      return sendError(reply, 'unavailable', 'the service is briefly unavailable; retry shortly');
+    }
     const fe = err as FastifyError;
     if (fe.validation) return sendError(reply, 'validation_failed', fe.message);
     if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return sendError(reply, 'payload_too_large', fe.message);
     if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return sendError(reply, 'unsupported_media_type', fe.message);
+    if (pgCode(err) === PG_NUL_IN_TEXT) {
+      // JSON and query strings may carry U+0000, which PostgreSQL text and jsonb cannot store.
+      return sendError(reply, 'validation_failed', 'text must not contain NUL (U+0000) characters');
+    }
     if (fe.statusCode !== undefined && fe.statusCode >= 400 && fe.statusCode < 500) {
       // Malformed JSON, empty body with a JSON content type, and Fastify's other client errors.
       return sendError(reply, 'validation_failed', fe.message);

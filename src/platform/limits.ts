@@ -21,5 +21,6 @@ export const LIMITS = {
   dbStatementTimeoutMs: 10_000,
   dbLockTimeoutMs: 5_000,
   dbConnectTimeoutMs: 5_000,
+  dbAcquireTimeoutMs: 10_000,
   shutdownTimeoutMs: 15_000,
 } as const;

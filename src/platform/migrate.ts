@@ -6,7 +6,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Pool, Role } from './db.ts';
-import { ALL_ROLES } from './db.ts';
+import { ALL_ROLES, transaction } from './db.ts';
 
 const SRC_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const MIGRATION_LOCK_KEY = 7_262_021_001;
@@ -55,7 +55,7 @@ export async function loadMigrations(): Promise<Migration[]> {
 export async function migrate(pool: Pool, roles: readonly Role[], log: (msg: string) => void = () => undefined): Promise<number> {
   const migrations = (await loadMigrations()).filter((m) => m.roles.some((r) => roles.includes(r)));
   let applied = 0;
-  await pool.begin(async (tx) => {
+  await transaction(pool, async (tx) => {
     await tx`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`;
     await tx`CREATE TABLE IF NOT EXISTS meridian_migrations (id text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`;
     const done = new Set((await tx<{ id: string }[]>`SELECT id FROM meridian_migrations`).map((r) => r.id));

@@ -35,7 +35,8 @@ export function cartRoutes(app: App, carts: CartsService, auth: AuthHooks): void
     schema: {
       ...common,
       summary: 'Create a cart',
-      body: Type.Optional(Type.Object({ currency: Type.Optional(Currency) }, { additionalProperties: false })),
+      // Null admits a request without a body (Fastify validates a missing body as null).
+      body: Type.Union([Type.Object({ currency: Type.Optional(Currency) }, { additionalProperties: false }), Type.Null()]),
       response: { 201: CartSchema, ...errors(400, 401) },
     },
   }, async (req, reply) => reply.status(201).send(await carts.create(principalOf(req).userId, req.body?.currency ?? DEFAULT_CURRENCY)));

@@ -1,5 +1,6 @@
 // Carts: a user's list of SKUs and quantities, priced on every read from the catalog.
 import type { Databases, Sql } from '../../platform/db.ts';
+import { transaction } from '../../platform/db.ts';
 import { AppError } from '../../platform/errors.ts';
 import { shardOfId, type Id } from '../../platform/ids.ts';
 import { LIMITS } from '../../platform/limits.ts';
@@ -88,7 +89,7 @@ export class CartsService {
     cartId: Id,
     change: (tx: Sql, cart: repo.CartRow, lines: repo.CartLineRow[]) => Promise<void>,
   ): Promise<void> {
-    await this.dbs.forId(userId).begin(async (tx) => {
+    await transaction(this.dbs.forId(userId), async (tx) => {
       const cart = await repo.findCart(tx, userId, cartId, true);
       if (!cart) throw new AppError('not_found', 'cart not found');
       if (cart.status !== 'open') throw new AppError('cart_not_open', 'this cart has been checked out');

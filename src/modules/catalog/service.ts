@@ -1,7 +1,7 @@
 // Catalog: brands, a category tree, products with variants (unique SKU) and prices per currency.
 // It is reference data: written by admins on the catalog primary, read everywhere.
 import type { Databases } from '../../platform/db.ts';
-import { pgCode, PG } from '../../platform/db.ts';
+import { pgCode, PG, transaction } from '../../platform/db.ts';
 import { AppError } from '../../platform/errors.ts';
 import { encodeCursor } from '../../platform/http.ts';
 import type { Id } from '../../platform/ids.ts';
@@ -143,7 +143,7 @@ export class CatalogService {
     checkAttributesSize(input.attributes);
     await this.checkReferences(input.brandId, input.categoryId);
     const id = await this.writeOrMapConflicts(() =>
-      this.db.begin(async (tx) => {
+      transaction(this.db, async (tx) => {
         const productId = await repo.insertProduct(tx, {
           title: input.title,
           description: input.description ?? '',
@@ -165,7 +165,7 @@ export class CatalogService {
     checkAttributesSize(patch.attributes);
     await this.checkReferences(patch.brandId, patch.categoryId);
     await this.writeOrMapConflicts(() =>
-      this.db.begin(async (tx) => {
+      transaction(this.db, async (tx) => {
         const { variants, ...fields } = patch;
         if (!(await repo.updateProduct(tx, id, fields))) throw new AppError('not_found', 'product not found');
         if (variants) await this.writeVariants(tx, id, variants);
@@ -215,7 +215,7 @@ export class CatalogService {
   }
 
   async setSkuInStock(sku: string, inStock: boolean): Promise<void> {
-    await this.db.begin(async (tx) => {
+    await transaction(this.db, async (tx) => {
       const productId = await repo.setInStock(tx, sku, inStock);
       if (productId) await emit(tx, 'product.changed', productId, { productId });
     });

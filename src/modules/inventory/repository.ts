@@ -23,23 +23,6 @@ export async function stockForSku(sql: Sql, sku: string): Promise<StockRow[]> {
     SELECT sku, location_id, on_hand::int, reserved::int FROM stock WHERE sku = ${sku} ORDER BY location_id`;
 }
 
-/** Locks every location row of a SKU, in location order (one global lock order: sku, location). */
-export async function lockStockForSku(sql: Sql, sku: string): Promise<StockRow[]> {
-  return sql<StockRow[]>`
-    SELECT sku, location_id, on_hand::int, reserved::int FROM stock WHERE sku = ${sku}
-    ORDER BY location_id FOR UPDATE`;
-}
-
-export async function addReserved(sql: Sql, sku: string, locationId: string, delta: number): Promise<void> {
-  await sql`UPDATE stock SET reserved = reserved + ${delta}, updated_at = now() WHERE sku = ${sku} AND location_id = ${locationId}`;
-}
-
-export async function consumeStock(sql: Sql, sku: string, locationId: string, quantity: number): Promise<void> {
-  await sql`
-    UPDATE stock SET on_hand = on_hand - ${quantity}, reserved = reserved - ${quantity}, updated_at = now()
-    WHERE sku = ${sku} AND location_id = ${locationId}`;
-}
-
 /** Receipts, adjustments and returns: one conditional upsert; the CHECK keeps reserved <= on_hand. */
 export async function changeOnHand(sql: Sql, sku: string, locationId: string, delta: number): Promise<StockRow> {
   const [row] = await sql<StockRow[]>`
@@ -70,39 +53,9 @@ export async function appendLedger(sql: Sql, entries: readonly LedgerEntry[]): P
       ${entries.map((e) => e.reservationId ?? null) as (string | null)[]}::bigint[], ${entries.map((e) => e.note ?? null) as (string | null)[]}::text[])`;
 }
 
-export async function insertReservations(
-  sql: Sql,
-  reservationId: Id,
-  parts: readonly { sku: string; locationId: string; quantity: number }[],
-  ttlMs: number,
-): Promise<Date> {
-  const rows = await sql<{ expires_at: Date }[]>`
-    INSERT INTO reservations (id, sku, location_id, quantity, status, expires_at)
-    SELECT ${reservationId}, sku, location_id, quantity, 'live', now() + ${ttlMs} * interval '1 millisecond'
-    FROM unnest(${parts.map((p) => p.sku)}::text[], ${parts.map((p) => p.locationId)}::text[], ${parts.map((p) => p.quantity)}::int[])
-      AS t(sku, location_id, quantity)
-    RETURNING expires_at`;
-  const first = rows[0];
-  if (!first) throw new Error('reservation insert returned nothing');
-  return first.expires_at;
-}
-
 export async function findReservation(sql: Sql, reservationId: Id): Promise<ReservationRow[]> {
   return sql<ReservationRow[]>`
     SELECT sku, location_id, quantity, status, expires_at FROM reservations WHERE id = ${reservationId} ORDER BY sku, location_id`;
-}
-
-/** Ends a live reservation; returns its parts only to the one caller that ended it. */
-export async function settleReservation(
-  sql: Sql,
-  reservationId: Id,
-  to: 'consumed' | 'released',
-  onlyIfUnexpired: boolean,
-): Promise<ReservationRow[]> {
-  return sql<ReservationRow[]>`
-    UPDATE reservations SET status = ${to}, settled_at = now()
-    WHERE id = ${reservationId} AND status = 'live' ${onlyIfUnexpired ? sql`AND expires_at > now()` : sql``}
-    RETURNING sku, location_id, quantity, status, expires_at`;
 }
 
 export async function expiredReservationIds(sql: Sql, limit: number): Promise<Id[]> {

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Databases } from '../../platform/db.ts';
+import { transaction } from '../../platform/db.ts';
 import { AppError, ERROR_STATUS, type ErrorCode } from '../../platform/errors.ts';
 import { shardOfId, type Id } from '../../platform/ids.ts';
 import { LIMITS } from '../../platform/limits.ts';
@@ -99,7 +100,11 @@ export class CheckoutSaga {
 
     // 3. Reserve, all or nothing, under the order's id.
     const orderId = await repo.newOrderId(db, shardOfId(userId));
-    const reservation = await inventory.reserve(orderId, lines, this.d.reservationTtlMs);
+    // A failure here changed nothing that lasts: the reservation statement is atomic, and one
+    // that committed before its connection died simply expires.
+    const reservation = await inventory.reserve(orderId, lines, this.d.reservationTtlMs).catch((e: unknown) => {
+      throw new NothingHappened(e);
+    });
     if (!reservation.ok) {
       throw new NothingHappened(
         new AppError('out_of_stock', `not enough stock for ${reservation.sku}`, { sku: reservation.sku, requested: reservation.requested, available: reservation.available }),
@@ -107,12 +112,15 @@ export class CheckoutSaga {
     }
 
     // 4. The order, its lines, the cart's closing and the event: one shard transaction.
-    const created = await db.begin(async (tx) => {
+    const created = await transaction(db, async (tx) => {
       if (!(await carts.close(tx, userId, req.cartId, orderId))) return false;
       await repo.insertOrder(tx, { id: orderId, userId, cartId: req.cartId, currency: cart.currency, totalAmount: total.amount, lines: orderLines });
       await repo.attachOrderToKey(tx, userId, key, orderId);
       await emit(tx, 'order.placed', orderId, { orderId, userId, total });
       return true;
+    }).catch(async (e: unknown) => {
+      await inventory.release(orderId, 'order_not_created').catch(() => undefined); // else it expires
+      throw new NothingHappened(e);
     });
     if (!created) {
       await inventory.release(orderId, 'cart_closed');
@@ -156,7 +164,7 @@ export class CheckoutSaga {
     }
     await this.d.payments.capture(orderId);
     const db = this.d.dbs.forId(orderId);
-    await db.begin(async (tx) => {
+    await transaction(db, async (tx) => {
       if (await repo.transition(tx, orderId, 'pending_payment', 'paid', 'checkout')) {
         await emit(tx, 'order.paid', orderId, { orderId });
       }
@@ -169,14 +177,14 @@ export class CheckoutSaga {
   /** Undo a pending order: release stock, void money, cancel, reopen the cart, record the answer. */
   async compensate(orderId: Id, reason: string, code: ErrorCode, message: string): Promise<void> {
     const released = await this.d.inventory.release(orderId, reason);
-    if (!released.ok && released.code !== 'reservation_not_found') {
+    if (!released.ok && released.code === 'reservation_consumed') {
       // The reservation was consumed: the sale happened; finishing is the only correct move.
       await this.complete(orderId);
       return;
     }
     await this.d.payments.void(orderId);
     const db = this.d.dbs.forId(orderId);
-    await db.begin(async (tx) => {
+    await transaction(db, async (tx) => {
       const row = await repo.findOrder(tx, orderId);
       if (!row) return;
       if (await repo.transition(tx, orderId, 'pending_payment', 'cancelled', 'checkout', reason)) {

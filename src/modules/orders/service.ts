@@ -1,5 +1,6 @@
 // Orders: history for buyers, a cross-shard list for admins, and the state machine.
 import type { Databases } from '../../platform/db.ts';
+import { transaction } from '../../platform/db.ts';
 import { AppError } from '../../platform/errors.ts';
 import { encodeCursor } from '../../platform/http.ts';
 import type { Id } from '../../platform/ids.ts';
@@ -95,7 +96,7 @@ export class OrdersService {
     }
     if (to === 'refunded') await this.payments.refund(orderId);
     if (to === 'cancelled') await this.payments.void(orderId);
-    const moved = await this.dbs.forId(orderId).begin(async (tx) => {
+    const moved = await transaction(this.dbs.forId(orderId), async (tx) => {
       if (!(await repo.transition(tx, orderId, order.status, to, 'admin', to === 'cancelled' ? 'cancelled_by_admin' : undefined))) return false;
       await emit(tx, to === 'cancelled' ? 'order.cancelled' : 'order.transitioned', orderId, { orderId, from: order.status, to });
       return true;

@@ -12,7 +12,8 @@ const AddressInput = Type.Object(
   {
     name: Type.String({ minLength: 1, maxLength: 200 }),
     line1: Type.String({ minLength: 1, maxLength: 200 }),
-    line2: Type.Union([Type.String({ maxLength: 200 }), Type.Null()], { default: null }),
+    // Null first: with type coercion on, a string branch tried first turns null into "".
+    line2: Type.Union([Type.Null(), Type.String({ maxLength: 200 })], { default: null }),
     city: Type.String({ minLength: 1, maxLength: 100 }),
     postalCode: Type.String({ minLength: 1, maxLength: 20 }),
     country: Type.String({ pattern: '^[A-Z]{2}$' }),
