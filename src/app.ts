@@ -14,7 +14,8 @@ import { wireConsumers } from './events/consumers.ts';
 import { UsersService } from './modules/users/service.ts';
 import { authHooks } from './modules/users/auth.ts';
 import { userRoutes } from './modules/users/routes.ts';
-import { CatalogService } from './modules/catalog/service.ts';
+import { CatalogService, PRODUCT_CACHE, PRODUCT_LIST_CACHE, type Product, type ProductPage } from './modules/catalog/service.ts';
+import { Cache, CacheBus } from './platform/cache.ts';
 import { catalogRoutes } from './modules/catalog/routes.ts';
 import { SearchService } from './modules/search/service.ts';
 import { searchRoutes } from './modules/search/routes.ts';
@@ -42,6 +43,7 @@ export interface Services {
   orders: OrdersService;
   saga: CheckoutSaga;
   relay: OutboxRelay;
+  cacheBus: CacheBus;
 }
 
 export interface ServiceOptions {
@@ -53,7 +55,14 @@ export interface ServiceOptions {
 export function buildServices(config: Config, dbs: Databases, log: Logger, options: ServiceOptions = {}): Services {
   const metrics = createMetrics(options.defaultMetrics ?? true);
   const users = new UsersService(dbs, config.sessionTtlMs);
-  const catalog = new CatalogService(dbs);
+  const cacheBus = new CacheBus(dbs.core('catalog'));
+  const caches = {
+    product: new Cache<Product>({ name: PRODUCT_CACHE, maxEntries: 50_000, ttlMs: 60_000, jitter: 0.1, requests: metrics.cacheRequests }),
+    list: new Cache<ProductPage>({ name: PRODUCT_LIST_CACHE, maxEntries: 5_000, ttlMs: 10_000, jitter: 0.1, requests: metrics.cacheRequests }),
+  };
+  cacheBus.register(PRODUCT_CACHE, caches.product as Cache<unknown>);
+  cacheBus.register(PRODUCT_LIST_CACHE, caches.list as Cache<unknown>);
+  const catalog = new CatalogService(dbs, caches);
   const search = new SearchService(dbs, catalog);
   const inventory = new InventoryService(dbs);
   const carts = new CartsService(dbs, catalog);
@@ -65,8 +74,8 @@ export function buildServices(config: Config, dbs: Databases, log: Logger, optio
     abandonedOrderMs: config.abandonedOrderMs,
   });
   const relay = new OutboxRelay(dbs, log, config.outboxPollIntervalMs);
-  wireConsumers(relay, { catalog, inventory, search });
-  return { config, dbs, log, metrics, users, catalog, search, inventory, carts, payments, orders, saga, relay };
+  wireConsumers(relay, { catalog, inventory, search, cacheBus });
+  return { config, dbs, log, metrics, users, catalog, search, inventory, carts, payments, orders, saga, relay, cacheBus };
 }
 
 export async function buildApp(s: Services): Promise<FastifyInstance> {

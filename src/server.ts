@@ -76,6 +76,7 @@ export async function startPlatform(config: Config, log: Logger): Promise<Platfo
   const app = await buildApp(services);
   await app.listen({ port: config.port, host: config.host });
   services.relay.start();
+  await services.cacheBus.start();
   let sweeping: Promise<unknown> = Promise.resolve();
   const sweeper = setInterval(() => {
     sweeping = services.saga.sweep().catch((err: unknown) => log.error({ err }, 'sweeper failed; will retry'));
@@ -88,6 +89,7 @@ export async function startPlatform(config: Config, log: Logger): Promise<Platfo
       clearInterval(sweeper);
       await app.close();
       await services.relay.stop();
+      await services.cacheBus.stop();
       await sweeping;
       await db.close();
     })();

@@ -48,6 +48,7 @@ export async function createTestPlatform(overrides: Partial<Config> = {}, option
   const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const s = buildServices(config, dbs, log, { defaultMetrics: false, ...options });
   const app = await buildApp(s);
+  await s.cacheBus.start();
   return {
     app,
     s,
@@ -55,6 +56,7 @@ export async function createTestPlatform(overrides: Partial<Config> = {}, option
     async close() {
       await app.close();
       await s.relay.stop();
+      await s.cacheBus.stop();
       await dbs.close();
       await db.drop();
     },

@@ -1,17 +1,23 @@
 // Who reacts to which event. Each handler is idempotent: it re-reads the current state instead
 // of trusting the event's payload, so repeats and reordering are harmless.
 import type { OutboxRelay } from './outbox.ts';
-import type { CatalogService } from '../modules/catalog/service.ts';
+import { staleKeysFor, type CatalogService } from '../modules/catalog/service.ts';
+import type { CacheBus } from '../platform/cache.ts';
 import type { InventoryService } from '../modules/inventory/service.ts';
 import type { SearchService } from '../modules/search/service.ts';
 
-export function wireConsumers(relay: OutboxRelay, s: { catalog: CatalogService; inventory: InventoryService; search: SearchService }): void {
+export function wireConsumers(
+  relay: OutboxRelay,
+  s: { catalog: CatalogService; inventory: InventoryService; search: SearchService; cacheBus: CacheBus },
+): void {
   relay.subscribe('inventory.stock_changed', async (e) => {
     const sku = String(e.payload.sku);
     const { available } = await s.inventory.availability(sku);
     await s.catalog.setSkuInStock(sku, available > 0);
   });
   relay.subscribe('product.changed', async (e) => {
-    await s.search.reindexProduct(String(e.payload.productId));
+    const productId = String(e.payload.productId);
+    await s.search.reindexProduct(productId);
+    await s.cacheBus.publish(staleKeysFor(productId));
   });
 }

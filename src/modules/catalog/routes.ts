@@ -27,7 +27,7 @@ export function catalogRoutes(app: App, catalog: CatalogService, auth: AuthHooks
     },
   }, async (req) => {
     const q = req.query;
-    return catalog.listProducts({
+    return catalog.browseProducts({
       limit: q.limit,
       cursor: decodeIdCursor(q.cursor),
       category: q.category,
@@ -47,7 +47,7 @@ export function catalogRoutes(app: App, catalog: CatalogService, auth: AuthHooks
       querystring: Type.Object({ currency: Type.Optional(Currency) }, { additionalProperties: false }),
       response: { 200: ProductSchema, ...errors(400, 404) },
     },
-  }, async (req) => catalog.getProduct(req.params.id, req.query.currency ?? DEFAULT_CURRENCY));
+  }, async (req) => catalog.browseProduct(req.params.id, req.query.currency ?? DEFAULT_CURRENCY));
 
   app.get('/v1/brands', {
     schema: { tags: ['catalog'], response: { 200: Type.Object({ items: Type.Array(BrandSchema) }) } },

@@ -8,6 +8,7 @@ import type { Id } from '../../platform/ids.ts';
 import { LIMITS } from '../../platform/limits.ts';
 import { money, type Money } from '../../platform/money.ts';
 import { emit } from '../../events/outbox.ts';
+import type { Cache } from '../../platform/cache.ts';
 import * as repo from './repository.ts';
 
 export interface Variant {
@@ -101,8 +102,46 @@ function checkAttributesSize(attributes: Record<string, unknown> | undefined): v
   }
 }
 
+export interface CatalogCaches {
+  product: Cache<Product>;
+  list: Cache<ProductPage>;
+}
+
+export type ProductPage = { items: Product[]; nextCursor: string | null };
+
+export const PRODUCT_CACHE = 'product';
+export const PRODUCT_LIST_CACHE = 'product-list';
+
+/** Cache keys a change of this product makes stale (for CacheBus.publish). */
+export function staleKeysFor(productId: Id): { cache: string; key: string }[] {
+  return [
+    { cache: PRODUCT_CACHE, key: `${productId}:*` },
+    { cache: PRODUCT_LIST_CACHE, key: '*' },
+  ];
+}
+
 export class CatalogService {
-  constructor(private readonly dbs: Databases) {}
+  constructor(
+    private readonly dbs: Databases,
+    private readonly caches?: CatalogCaches,
+  ) {}
+
+  /** Shopper-facing reads: served from the cache, at most a moment stale. */
+  async browseProduct(id: Id, currency: string): Promise<Product> {
+    if (!this.caches) return this.getProduct(id, currency);
+    return this.caches.product.getOrLoad(`${id}:${currency}`, () => this.getProduct(id, currency));
+  }
+
+  async browseProducts(q: ProductListQuery): Promise<ProductPage> {
+    if (!this.caches) return this.listProducts(q);
+    return this.caches.list.getOrLoad(JSON.stringify(q), () => this.listProducts(q));
+  }
+
+  private forget(productId: Id): void {
+    for (const { cache, key } of staleKeysFor(productId)) {
+      (cache === PRODUCT_CACHE ? this.caches?.product : this.caches?.list)?.invalidate(key);
+    }
+  }
 
   private get db(): ReturnType<Databases['core']> {
     return this.dbs.core('catalog');
@@ -114,7 +153,8 @@ export class CatalogService {
     return toProduct(row, currency);
   }
 
-  async listProducts(q: ProductListQuery): Promise<{ items: Product[]; nextCursor: string | null }> {
+  /** Fresh from the database: for writers, indexers and anything that decides. */
+  async listProducts(q: ProductListQuery): Promise<ProductPage> {
     let categoryPath: string | undefined;
     if (q.category) {
       const category = await repo.findCategory(this.db, q.category);
@@ -158,6 +198,7 @@ export class CatalogService {
         return productId;
       }),
     );
+    this.forget(id);
     return this.getProduct(id, input.variants[0]?.prices[0]?.currency ?? 'USD');
   }
 
@@ -172,6 +213,7 @@ export class CatalogService {
         await emit(tx, 'product.changed', id, { productId: id });
       }),
     );
+    this.forget(id); // this process at once; others when the event is relayed
     return this.getProduct(id, currency);
   }
 
