@@ -1,12 +1,13 @@
 // `npm test`: runs every test file with Node's test runner against a real PostgreSQL.
 // Without TEST_DATABASE_URL it starts a throwaway embedded PostgreSQL; each test suite then
 // creates its own database on that server (see test/helpers.ts).
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startEmbeddedPostgres, type EmbeddedServer } from '../src/platform/embedded.ts';
+import { defaultRedisClusterSpec, redisClusterDown, redisClusterUp, type RedisClusterSpec } from '../src/cluster/redis-cluster.ts';
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -15,6 +16,25 @@ async function freePort(): Promise<number> {
       const address = srv.address();
       srv.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
     });
+  });
+}
+
+/** Free ports base..base+n-1 whose cluster-bus ports (+10000) are free too. */
+async function freePortRange(n: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20000 + Math.floor(Math.random() * 9000);
+    const ports = Array.from({ length: n }, (_, i) => base + i).flatMap((p) => [p, p + 10000]);
+    const free = await Promise.all(ports.map((p) => isFree(p)));
+    if (free.every(Boolean)) return base;
+  }
+  throw new Error('no free port range for the test redis cluster');
+}
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
 }
 
@@ -49,12 +69,31 @@ async function main(): Promise<number> {
   } else {
     console.log('test database: TEST_DATABASE_URL');
   }
+  // Real Redis for the inventory gate tests: one standalone server and a 3+3 Redis Cluster.
+  let redisDir: string | undefined;
+  let standalone: ChildProcess | undefined;
+  let cluster: RedisClusterSpec | undefined;
+  if (!env.TEST_REDIS_URL || !env.TEST_REDIS_CLUSTER_NODES) {
+    redisDir = await mkdtemp(path.join(tmpdir(), 'meridian-test-redis-'));
+    const port = await freePort();
+    standalone = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    env.TEST_REDIS_URL = `redis://127.0.0.1:${port}`;
+    cluster = { ...defaultRedisClusterSpec(redisDir, await freePortRange(6)), dir: path.join(redisDir, 'cluster') };
+    const nodes = await redisClusterUp(cluster);
+    env.TEST_REDIS_CLUSTER_NODES = nodes.map((n) => `${n.host}:${n.port}`).join(',');
+    env.TEST_REDIS_CLUSTER_DIR = cluster.dir;
+    env.TEST_REDIS_CLUSTER_BASE_PORT = String(cluster.ports[0]);
+    console.log(`test redis: standalone ${env.TEST_REDIS_URL}, cluster ${env.TEST_REDIS_CLUSTER_NODES}`);
+  }
   try {
     return await new Promise<number>((resolve) => {
       const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', ...files], { stdio: 'inherit', env });
       child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
     });
   } finally {
+    standalone?.kill('SIGTERM');
+    if (cluster) await redisClusterDown(cluster, { purge: true });
+    if (redisDir) await rm(redisDir, { recursive: true, force: true });
     await embedded?.stop();
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   }

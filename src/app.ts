@@ -20,6 +20,9 @@ import { catalogRoutes } from './modules/catalog/routes.ts';
 import { SearchService } from './modules/search/service.ts';
 import { searchRoutes } from './modules/search/routes.ts';
 import { InventoryService } from './modules/inventory/service.ts';
+import { PostgresBatchedGate, PostgresGate, type InventoryGate } from './modules/inventory/gate.ts';
+import { RedisGate } from './modules/inventory/redis-gate.ts';
+import { createRedis, type RedisClient } from './platform/redis.ts';
 import { inventoryRoutes } from './modules/inventory/routes.ts';
 import { CartsService } from './modules/carts/service.ts';
 import { cartRoutes } from './modules/carts/routes.ts';
@@ -47,9 +50,33 @@ export interface Services {
 }
 
 export interface ServiceOptions {
+  /** A Redis client to use instead of one built from the configuration (tests). */
+  redis?: RedisClient;
   paymentProvider?: PaymentProvider;
   /** Default process metrics (CPU, heap); off in tests that build many apps. */
   defaultMetrics?: boolean;
+}
+
+function buildGate(config: Config, dbs: Databases, log: Logger, metrics: Metrics, redisOverride: RedisClient | undefined): InventoryGate {
+  const db = dbs.core('inventory');
+  const gateMetrics = { reservations: metrics.gateReservations, latency: metrics.gateLatency };
+  const batched = (m?: typeof gateMetrics): PostgresBatchedGate => new PostgresBatchedGate(db, { partitions: 8, maxBatch: 500 }, m);
+  switch (config.inventoryGate) {
+    case 'postgres':
+      return new PostgresGate(db, gateMetrics);
+    case 'postgres-batched':
+      return batched(gateMetrics);
+    case 'redis': {
+      const redis = redisOverride ?? createRedis({ url: config.redisUrl, clusterNodes: config.redisClusterNodes, commandTimeoutMs: config.redisCommandTimeoutMs });
+      if (!redis) throw new Error('the redis gate needs REDIS_URL or REDIS_CLUSTER_NODES');
+      return new RedisGate(redis, db, batched(), { holdStaleMs: 30_000, reconcileIntervalMs: config.gateReconcileIntervalMs }, log, {
+        ...gateMetrics,
+        fallbacks: metrics.gateFallbacks,
+        drift: metrics.gateDrift,
+        driftCorrections: metrics.gateDriftCorrections,
+      });
+    }
+  }
 }
 
 export function buildServices(config: Config, dbs: Databases, log: Logger, options: ServiceOptions = {}): Services {
@@ -64,7 +91,7 @@ export function buildServices(config: Config, dbs: Databases, log: Logger, optio
   cacheBus.register(PRODUCT_LIST_CACHE, caches.list as Cache<unknown>);
   const catalog = new CatalogService(dbs, caches);
   const search = new SearchService(dbs, catalog);
-  const inventory = new InventoryService(dbs);
+  const inventory = new InventoryService(dbs, buildGate(config, dbs, log, metrics, options.redis));
   const carts = new CartsService(dbs, catalog);
   const payments = new PaymentsService(dbs, options.paymentProvider ?? new TestPaymentProvider());
   const orders = new OrdersService(dbs, payments);

@@ -5,6 +5,7 @@ import { ConfigError, loadConfig } from './platform/config.ts';
 import { createLogger } from './platform/logging.ts';
 import { openDatabases, startPlatform, stopOnSignals } from './server.ts';
 import { catalogIsEmpty, seedDemo } from './seed/demo.ts';
+import { defaultRedisClusterSpec, redisClusterDown, redisClusterStatus, redisClusterUp } from './cluster/redis-cluster.ts';
 
 const USAGE = `Usage: meridian <command> [options]
 
@@ -14,6 +15,8 @@ Commands:
   seed [--demo]             seed the demo catalog (if the catalog is empty)
   seed --users N --products N --orders N
                             bulk-generate a large data set with COPY, showing progress
+  redis-cluster up|down|status
+                            a local 3-master / 3-replica Redis Cluster (ports 7100-7105)
 
 Configuration is read from the environment; see README.md.`;
 
@@ -54,6 +57,29 @@ async function main(argv: string[]): Promise<number> {
         }
       } finally {
         await db.close();
+      }
+      return 0;
+    }
+    case 'redis-cluster': {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: { purge: { type: 'boolean' }, json: { type: 'boolean' }, 'base-port': { type: 'string' } },
+      });
+      const spec = defaultRedisClusterSpec(config.dataDir, Number(values['base-port'] ?? process.env.REDIS_CLUSTER_BASE_PORT ?? 7100));
+      const action = positionals[0];
+      if (action === 'up') {
+        const nodes = await redisClusterUp(spec, (m) => console.error(m));
+        console.log(`REDIS_CLUSTER_NODES=${nodes.map((n) => `${n.host}:${n.port}`).join(',')}`);
+      } else if (action === 'down') {
+        await redisClusterDown(spec, { purge: values.purge === true });
+      } else if (action === 'status') {
+        const nodes = await redisClusterStatus(spec);
+        if (values.json) console.log(JSON.stringify({ nodes }));
+        else for (const n of nodes) console.log(`${n.host}:${n.port}\t${n.role}\tpid ${n.pid ?? '-'}`);
+      } else {
+        console.error('usage: meridian redis-cluster up|down [--purge]|status [--json] [--base-port N]');
+        return 2;
       }
       return 0;
     }

@@ -68,6 +68,7 @@ async function ensureAdmin(s: Services, config: Config): Promise<void> {
 export async function startPlatform(config: Config, log: Logger): Promise<Platform & { app: FastifyInstance }> {
   const db = await openDatabases(config, log);
   const services = buildServices(config, db.dbs, log);
+  await services.inventory.gate.start();
   await ensureAdmin(services, config);
   if (config.seedDemo && (await catalogIsEmpty(services))) {
     log.info('first start: seeding the demo catalog');
@@ -90,6 +91,7 @@ export async function startPlatform(config: Config, log: Logger): Promise<Platfo
       await app.close();
       await services.relay.stop();
       await services.cacheBus.stop();
+      await services.inventory.gate.stop();
       await sweeping;
       await db.close();
     })();

@@ -49,6 +49,7 @@ export async function createTestPlatform(overrides: Partial<Config> = {}, option
   const s = buildServices(config, dbs, log, { defaultMetrics: false, ...options });
   const app = await buildApp(s);
   await s.cacheBus.start();
+  await s.inventory.gate.start();
   return {
     app,
     s,
@@ -57,6 +58,7 @@ export async function createTestPlatform(overrides: Partial<Config> = {}, option
       await app.close();
       await s.relay.stop();
       await s.cacheBus.stop();
+      await s.inventory.gate.stop();
       await dbs.close();
       await db.drop();
     },
@@ -114,16 +116,21 @@ export function checkout(t: TestPlatform, token: string, cartId: string, key: st
   });
 }
 
+/** I1–I4, within the inventory tables alone (for engine-level tests that place no orders). */
+export async function assertInventoryInvariants(t: TestPlatform): Promise<void> {
+  const inv = await checkInventoryInvariants(t.s.dbs.core('inventory'));
+  for (const [name, rows] of Object.entries(inv)) {
+    if (rows.length > 0) throw new Error(`invariant ${name.toUpperCase()} violated: ${JSON.stringify(rows.slice(0, 5))}`);
+  }
+}
+
 /**
  * I1–I6 over the whole platform: inventory invariants from the inventory tables, plus the
  * cross-module ones — every paid order consumed exactly its lines (I5), nothing consumed without
  * a paid order, units sold never exceed units received, and one capture per order (I6).
  */
 export async function assertInvariants(t: TestPlatform): Promise<void> {
-  const inv = await checkInventoryInvariants(t.s.dbs.core('inventory'));
-  for (const [name, rows] of Object.entries(inv)) {
-    if (rows.length > 0) throw new Error(`invariant ${name.toUpperCase()} violated: ${JSON.stringify(rows.slice(0, 5))}`);
-  }
+  await assertInventoryInvariants(t);
   const consumed = await consumedByReservation(t.s.dbs.core('inventory'));
   const shard = t.s.dbs.shardPools()[0]!;
   const paid = await shard<{ id: string; sku: string; quantity: number }[]>`

@@ -22,6 +22,13 @@ export interface Config {
   readonly requestTimeoutMs: number;
   readonly bodyLimitBytes: number;
   readonly sessionTtlMs: number;
+  /** Redis (one server) for the inventory gate; or a Redis Cluster's seed nodes. */
+  readonly redisUrl: string | undefined;
+  readonly redisClusterNodes: readonly string[];
+  readonly redisCommandTimeoutMs: number;
+  /** postgres | postgres-batched | redis; default redis when Redis is configured. */
+  readonly inventoryGate: 'postgres' | 'postgres-batched' | 'redis';
+  readonly gateReconcileIntervalMs: number;
   /** Skip the demo catalog on first start. */
   readonly seedDemo: boolean;
 }
@@ -48,6 +55,27 @@ function bool(env: Env, name: string, fallback: boolean): boolean {
   throw new ConfigError(`${name} must be true or false, got "${raw}"`);
 }
 
+function nodeList(env: Env, name: string): string[] {
+  const raw = env[name];
+  if (!raw) return [];
+  const nodes = raw.split(',').map((n) => n.trim()).filter(Boolean);
+  for (const n of nodes) {
+    if (!/^[A-Za-z0-9.-]+:\d{1,5}$/.test(n)) throw new ConfigError(`${name} must be host:port,host:port…, got "${n}"`);
+  }
+  return nodes;
+}
+
+const GATE_ENGINES = ['postgres', 'postgres-batched', 'redis'] as const;
+
+function gateEngine(env: Env): Config['inventoryGate'] {
+  const raw = env.INVENTORY_GATE;
+  const hasRedis = Boolean(env.REDIS_URL || env.REDIS_CLUSTER_NODES);
+  if (!raw) return hasRedis ? 'redis' : 'postgres-batched';
+  if (!(GATE_ENGINES as readonly string[]).includes(raw)) throw new ConfigError(`INVENTORY_GATE must be one of ${GATE_ENGINES.join(', ')}, got "${raw}"`);
+  if (raw === 'redis' && !hasRedis) throw new ConfigError('INVENTORY_GATE=redis needs REDIS_URL or REDIS_CLUSTER_NODES');
+  return raw as Config['inventoryGate'];
+}
+
 export function loadConfig(env: Env = process.env, overrides: Partial<Config> = {}): Config {
   const dataDir = path.resolve(env.MERIDIAN_DATA_DIR ?? '.meridian');
   const config: Config = {
@@ -68,6 +96,11 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     bodyLimitBytes: int(env, 'BODY_LIMIT_BYTES', 64 * 1024, 1024, 16 * 1024 * 1024),
     sessionTtlMs: int(env, 'SESSION_TTL_MS', 30 * 24 * 3_600_000, 60_000, 365 * 24 * 3_600_000),
     seedDemo: bool(env, 'MERIDIAN_SEED_DEMO', true),
+    redisUrl: env.REDIS_URL || undefined,
+    redisClusterNodes: nodeList(env, 'REDIS_CLUSTER_NODES'),
+    redisCommandTimeoutMs: int(env, 'REDIS_COMMAND_TIMEOUT_MS', 250, 10, 60_000),
+    inventoryGate: gateEngine(env),
+    gateReconcileIntervalMs: int(env, 'GATE_RECONCILE_INTERVAL_MS', 10_000, 100, 3_600_000),
     ...overrides,
   };
   if (config.adminPassword !== undefined && config.adminPassword.length < 12) {

@@ -23,11 +23,15 @@ export async function stockForSku(sql: Sql, sku: string): Promise<StockRow[]> {
     SELECT sku, location_id, on_hand::int, reserved::int FROM stock WHERE sku = ${sku} ORDER BY location_id`;
 }
 
-/** Receipts, adjustments and returns: one conditional upsert; the CHECK keeps reserved <= on_hand. */
+/**
+ * Receipts, adjustments and returns; the CHECK keeps reserved <= on_hand. Run it in a transaction.
+ * Not one INSERT … ON CONFLICT DO UPDATE: PostgreSQL checks CHECK constraints on the proposed
+ * insert row before it detects the conflict, so every negative adjustment would fail.
+ */
 export async function changeOnHand(sql: Sql, sku: string, locationId: string, delta: number): Promise<StockRow> {
+  await sql`INSERT INTO stock (sku, location_id) VALUES (${sku}, ${locationId}) ON CONFLICT (sku, location_id) DO NOTHING`;
   const [row] = await sql<StockRow[]>`
-    INSERT INTO stock (sku, location_id, on_hand) VALUES (${sku}, ${locationId}, ${delta})
-    ON CONFLICT (sku, location_id) DO UPDATE SET on_hand = stock.on_hand + EXCLUDED.on_hand, updated_at = now()
+    UPDATE stock SET on_hand = on_hand + ${delta}, updated_at = now() WHERE sku = ${sku} AND location_id = ${locationId}
     RETURNING sku, location_id, on_hand::int, reserved::int`;
   if (!row) throw new Error('upsert returned nothing');
   return row;

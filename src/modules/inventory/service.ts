@@ -2,7 +2,8 @@
 // order (SKU, then location) inside one transaction, writes its ledger rows in that transaction,
 // and is guarded by the stock CHECK constraint, so invariants I1–I4 hold under any concurrency.
 import type { Databases, Pool } from '../../platform/db.ts';
-import { PG, pgCode, pgConstraint, transaction } from '../../platform/db.ts';
+import { pgCode, pgConstraint, transaction } from '../../platform/db.ts';
+import type { InventoryGate } from './gate.ts';
 import { AppError } from '../../platform/errors.ts';
 import type { Id } from '../../platform/ids.ts';
 import { LIMITS } from '../../platform/limits.ts';
@@ -15,7 +16,7 @@ export interface ReserveLine {
 }
 
 export type ReserveResult =
-  | { ok: true; expiresAt: Date; parts: { sku: string; locationId: string; quantity: number }[] }
+  | { ok: true }
   | { ok: false; code: 'out_of_stock'; sku: string; requested: number; available: number };
 
 export type SettleResult =
@@ -24,8 +25,6 @@ export type SettleResult =
 
 type SettleOutcome = 'settled' | 'already' | 'expired' | 'ended' | 'not_found';
 
-/** SQLSTATE raised by inventory_reserve() when a SKU has too few units. */
-const OUT_OF_STOCK_SQLSTATE = 'MR001';
 
 export interface Availability {
   sku: string;
@@ -43,7 +42,10 @@ export function aggregateLines(lines: readonly ReserveLine[]): ReserveLine[] {
 }
 
 export class InventoryService {
-  constructor(private readonly dbs: Databases) {}
+  constructor(
+    private readonly dbs: Databases,
+    readonly gate: InventoryGate,
+  ) {}
 
   private get db(): Pool {
     return this.dbs.core('inventory');
@@ -57,39 +59,20 @@ export class InventoryService {
 
   /**
    * All-or-nothing reservation of a cart's lines, idempotent by reservation id (the order id):
-   * calling it again returns the reservation made the first time. One round trip
-   * (inventory_reserve() in migrations/002), so row locks are held only for database work.
+   * calling it again returns the first call's outcome. The gate (gate.ts) decides how the
+   * request reaches PostgreSQL, which is always the arbiter.
    */
   async reserve(reservationId: Id, lines: readonly ReserveLine[], ttlMs: number): Promise<ReserveResult> {
-    const wanted = aggregateLines(lines);
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const rows = await this.db<{ r_sku: string; r_location_id: string; r_quantity: number; r_status: string; r_expires_at: Date }[]>`
-          SELECT * FROM inventory_reserve(${reservationId}, ${wanted.map((l) => l.sku)}::text[],
-                                          ${wanted.map((l) => l.quantity)}::int[], ${ttlMs})`;
-        const first = rows[0];
-        if (!first) throw new Error('inventory_reserve returned no rows');
-        if (first.r_status !== 'live') throw new AppError('reservation_expired', 'this reservation has already ended');
-        return {
-          ok: true,
-          expiresAt: first.r_expires_at,
-          parts: rows.map((r) => ({ sku: r.r_sku, locationId: r.r_location_id, quantity: r.r_quantity })),
-        };
-      } catch (err) {
-        if (pgCode(err) === OUT_OF_STOCK_SQLSTATE) {
-          const detail = JSON.parse((err as { detail?: string }).detail ?? '{}') as { sku: string; requested: number; available: number };
-          return { ok: false, code: 'out_of_stock', sku: detail.sku, requested: detail.requested, available: Number(detail.available) };
-        }
-        // Two concurrent calls with one reservation id: the loser re-reads the winner's result.
-        if (pgCode(err) === PG.uniqueViolation && attempt === 0) continue;
-        throw err;
-      }
-    }
+    const outcome = await this.gate.reserve(reservationId, aggregateLines(lines), ttlMs);
+    if (outcome.ok) return { ok: true };
+    return { ok: false, code: 'out_of_stock', sku: outcome.sku, requested: outcome.requested, available: outcome.available };
   }
 
   /** Sell the reserved units (ledger `consume`). Fails once the reservation has expired or ended. */
   async consume(reservationId: Id): Promise<SettleResult> {
     const outcome = await this.settle(reservationId, 'consumed', null);
+    // An expired reservation was released instead: its units are available again.
+    if (outcome === 'expired') await this.unitsCameBack(reservationId);
     if (outcome === 'settled' || outcome === 'already') return { ok: true, already: outcome === 'already' };
     return { ok: false, code: outcome === 'not_found' ? 'reservation_not_found' : 'reservation_expired' };
   }
@@ -97,8 +80,13 @@ export class InventoryService {
   /** Give the units back (expiry, decline, cancellation). Idempotent: a second call is a no-op. */
   async release(reservationId: Id, note = 'released'): Promise<SettleResult> {
     const outcome = await this.settle(reservationId, 'released', note);
+    if (outcome === 'settled') await this.unitsCameBack(reservationId);
     if (outcome === 'settled' || outcome === 'already') return { ok: true, already: outcome === 'already' };
     return { ok: false, code: outcome === 'not_found' ? 'reservation_not_found' : 'reservation_consumed' };
+  }
+
+  private async unitsCameBack(reservationId: Id): Promise<void> {
+    if (this.gate.followsStock) await this.gate.stockChanged((await repo.findReservation(this.db, reservationId)).map((r) => r.sku));
   }
 
   private async settle(reservationId: Id, to: 'consumed' | 'released', note: string | null): Promise<SettleOutcome> {
@@ -136,6 +124,7 @@ export class InventoryService {
         await repo.appendLedger(tx, [{ sku, locationId, kind, onHandDelta: quantity, reservedDelta: 0, note }]);
         await emit(tx, 'inventory.stock_changed', '0', { sku });
       });
+      await this.gate.stockChanged([sku]);
     } catch (err) {
       if (pgCode(err) === '23514' && pgConstraint(err) === 'stock_reserved_within_on_hand') {
         throw new AppError('insufficient_stock', 'the adjustment would leave fewer units on hand than are reserved or below zero');
