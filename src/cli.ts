@@ -5,7 +5,9 @@ import { ConfigError, loadConfig } from './platform/config.ts';
 import { createLogger } from './platform/logging.ts';
 import { openDatabases, startPlatform, stopOnSignals } from './server.ts';
 import { catalogIsEmpty, seedDemo } from './seed/demo.ts';
-import { defaultRedisClusterSpec, redisClusterDown, redisClusterStatus, redisClusterUp } from './cluster/redis-cluster.ts';
+import { defaultRedisClusterSpec, redisClusterDown, redisClusterStatus, redisClusterUp, type RedisClusterSpec } from './cluster/redis-cluster.ts';
+import { clusterDown, clusterStatus, clusterUp } from './cluster/pg-cluster.ts';
+import { loadTopology, type Topology } from './cluster/topology.ts';
 
 const USAGE = `Usage: meridian <command> [options]
 
@@ -15,14 +17,42 @@ Commands:
   seed [--demo]             seed the demo catalog (if the catalog is empty)
   seed --users N --products N --orders N
                             bulk-generate a large data set with COPY, showing progress
+  cluster up|down|status [--topology FILE] [--json] [--purge]
+                            PostgreSQL clusters under Patroni + etcd, and the Redis Cluster,
+                            of a topology file (default topologies/local.yaml)
   redis-cluster up|down|status
                             a local 3-master / 3-replica Redis Cluster (ports 7100-7105)
 
 Configuration is read from the environment; see README.md.`;
 
-async function main(argv: string[]): Promise<number> {
+function redisSpecFor(t: Topology, dataDir: string): RedisClusterSpec {
+  const nodes = t.redis?.nodes ?? [];
+  return {
+    ...defaultRedisClusterSpec(dataDir),
+    host: nodes[0]?.split(':')[0] ?? '127.0.0.1',
+    ports: nodes.map((n) => Number(n.split(':')[1])),
+    replicasPerMaster: t.redis?.replicasPerMaster ?? 1,
+  };
+}
+
+/** `--topology FILE` anywhere on the line is the same as MERIDIAN_TOPOLOGY=FILE. */
+function topologyFlag(args: string[]): { args: string[]; env: NodeJS.ProcessEnv } {
+  const i = args.indexOf('--topology');
+  if (i < 0 || args[0] === 'cluster') return { args, env: process.env };
+  const file = args[i + 1];
+  if (!file) throw new ConfigError('--topology needs a file');
+  return { args: [...args.slice(0, i), ...args.slice(i + 2)], env: { ...process.env, MERIDIAN_TOPOLOGY: file } };
+}
+
+async function main(argvIn: string[]): Promise<number> {
+  const { args: argv, env } = topologyFlag(argvIn);
   const [command, ...rest] = argv;
-  const config = loadConfig();
+  if (env.MERIDIAN_TOPOLOGY && command !== 'cluster' && !env.REDIS_URL && !env.REDIS_CLUSTER_NODES) {
+    // The topology's Redis Cluster is the inventory gate unless the environment names another.
+    const nodes = (await loadTopology(env.MERIDIAN_TOPOLOGY)).redis?.nodes;
+    if (nodes?.length) env.REDIS_CLUSTER_NODES = nodes.join(',');
+  }
+  const config = loadConfig(env);
   const log = createLogger(config.logLevel);
   switch (command) {
     case 'start': {
@@ -57,6 +87,40 @@ async function main(argv: string[]): Promise<number> {
         }
       } finally {
         await db.close();
+      }
+      return 0;
+    }
+    case 'cluster': {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: { topology: { type: 'string' }, json: { type: 'boolean' }, purge: { type: 'boolean' } },
+      });
+      const topology = await loadTopology(values.topology ?? process.env.MERIDIAN_TOPOLOGY ?? 'topologies/local.yaml');
+      const redisSpec = topology.redis ? redisSpecFor(topology, config.dataDir) : undefined;
+      const action = positionals[0];
+      const started = Date.now();
+      if (action === 'up') {
+        await clusterUp(topology, config.dataDir, (m) => console.error(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${m}`));
+        if (redisSpec) await redisClusterUp(redisSpec, (m) => console.error(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${m}`));
+        console.error(`cluster up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      } else if (action === 'down') {
+        if (redisSpec) await redisClusterDown(redisSpec, { purge: values.purge === true });
+        await clusterDown(topology, config.dataDir, { purge: values.purge === true }, (m) => console.error(m));
+        return 0;
+      } else if (action !== 'status') {
+        console.error('usage: meridian cluster up|down [--purge]|status [--json] [--topology FILE]');
+        return 2;
+      }
+      const clusters = await clusterStatus(topology, config.dataDir);
+      const redis = redisSpec ? { nodes: await redisClusterStatus(redisSpec) } : { nodes: [] };
+      if (values.json || action === 'up') console.log(JSON.stringify({ clusters, redis }, null, values.json ? 0 : 2));
+      else {
+        for (const c of clusters) {
+          console.log(`${c.name} [${c.roles.join(', ')}]${c.shards.length ? ` shards ${c.shards.map(([a, b]) => `${a}-${b}`).join(',')}` : ''}`);
+          for (const m of c.members) console.log(`  ${m.name.padEnd(12)} ${m.role.padEnd(13)} ${m.host}:${m.port}  pid ${m.pid ?? '-'}  lag ${m.lagBytes ?? '-'}`);
+        }
+        for (const n of redis.nodes) console.log(`redis ${n.host}:${n.port} ${n.role} pid ${n.pid ?? '-'}`);
       }
       return 0;
     }

@@ -9,6 +9,8 @@ import { ALL_ROLES, Databases } from './platform/db.ts';
 import { startEmbeddedPostgres, type EmbeddedServer } from './platform/embedded.ts';
 import { LIMITS } from './platform/limits.ts';
 import { migrate } from './platform/migrate.ts';
+import { loadTopology } from './cluster/topology.ts';
+import { clusterCredentials, clusterUrl } from './cluster/pg-cluster.ts';
 import { catalogIsEmpty, seedDemo } from './seed/demo.ts';
 
 export const DEFAULT_ADMIN_EMAIL = 'admin@meridian.local';
@@ -18,21 +20,36 @@ export interface Platform {
   stop(): Promise<void>;
 }
 
-/** The database layer on its own, for the CLI's migrate and seed commands. */
+/**
+ * The database layer on its own, for the CLI's migrate and seed commands. Three shapes, one
+ * code path: a topology file (clusters from `meridian cluster up`), DATABASE_URL, or an
+ * embedded PostgreSQL under the data directory.
+ */
 export async function openDatabases(config: Config, log: Logger): Promise<{ dbs: Databases; close(): Promise<void> }> {
   let embedded: EmbeddedServer | undefined;
-  let url = config.databaseUrl;
-  if (!url) {
-    log.info({ dataDir: config.dataDir, port: config.embeddedPgPort }, 'starting embedded PostgreSQL');
-    embedded = await startEmbeddedPostgres({
-      dataDir: config.dataDir,
-      port: config.embeddedPgPort,
-      database: 'meridian',
-      log: (m) => log.debug({ pg: m }),
-    });
-    url = embedded.url;
+  let dbs: Databases;
+  if (config.topologyFile) {
+    const topology = await loadTopology(config.topologyFile);
+    const creds = await clusterCredentials(config.dataDir);
+    log.info({ topology: config.topologyFile, clusters: topology.clusters.length }, 'using the topology');
+    dbs = new Databases(
+      topology.clusters.map((c) => ({ name: c.name, url: clusterUrl(creds, c, topology.postgres.database), roles: c.roles, shards: c.shards ?? [] })),
+      { max: config.dbPoolMax },
+    );
+  } else {
+    let url = config.databaseUrl;
+    if (!url) {
+      log.info({ dataDir: config.dataDir, port: config.embeddedPgPort }, 'starting embedded PostgreSQL');
+      embedded = await startEmbeddedPostgres({
+        dataDir: config.dataDir,
+        port: config.embeddedPgPort,
+        database: 'meridian',
+        log: (m) => log.debug({ pg: m }),
+      });
+      url = embedded.url;
+    }
+    dbs = Databases.single(url, { max: config.dbPoolMax });
   }
-  const dbs = Databases.single(url, { max: config.dbPoolMax });
   try {
     for (const c of dbs.clusters) {
       const n = await migrate(c.pool, c.spec.roles.length ? c.spec.roles : ALL_ROLES, (m) => log.info(m));

@@ -7,6 +7,8 @@ export interface Config {
   readonly host: string;
   /** External PostgreSQL; when absent an embedded server is started under dataDir. */
   readonly databaseUrl: string | undefined;
+  /** A topology file (topologies/local.yaml): sharded, replicated clusters instead of one database. */
+  readonly topologyFile: string | undefined;
   readonly dataDir: string;
   readonly embeddedPgPort: number;
   readonly dbPoolMax: number;
@@ -82,6 +84,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     port: int(env, 'PORT', 8080, 0, 65535),
     host: env.HOST ?? '127.0.0.1',
     databaseUrl: env.DATABASE_URL || undefined,
+    topologyFile: env.MERIDIAN_TOPOLOGY || undefined,
     dataDir,
     embeddedPgPort: int(env, 'MERIDIAN_PG_PORT', 54329, 1024, 65535),
     dbPoolMax: int(env, 'DB_POOL_MAX', 20, 1, 500),

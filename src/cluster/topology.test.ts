@@ -1,0 +1,38 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { describe, it } from 'node:test';
+import { parse, stringify } from 'yaml';
+import { parseTopology, TopologyError } from './topology.ts';
+
+const local = await readFile(new URL('../../topologies/local.yaml', import.meta.url), 'utf8');
+
+// The mutations reach into arbitrary places of the parsed YAML on purpose.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Loose = any;
+
+function mutate(change: (t: Loose) => void): string {
+  const t = parse(local) as Loose;
+  change(t);
+  return stringify(t);
+}
+
+describe('topology files', () => {
+  it('accepts the checked-in local topology', () => {
+    const t = parseTopology(local);
+    assert.deepEqual(t.clusters.map((c) => c.name), ['core', 'users-a', 'users-b']);
+  });
+
+  const bad: [string, (t: Loose) => void, RegExp][] = [
+    ['a shard owned twice', (t) => (t.clusters[2].shards = [[2000, 4095]]), /\/clusters\/2\/shards\/0: shard 2000 is already owned by users-a/],
+    ['a shard owned by nobody', (t) => (t.clusters[2].shards = [[2048, 4000]]), /logical shard 4001 has no owning cluster/],
+    ['a bad port', (t) => (t.clusters[0].members[0].port = 'x'), /\/clusters\/0\/members\/0\/port/],
+    ['an unknown field', (t) => (t.clusters[0].replicas = 3), /\/clusters\/0: must not have additional properties/],
+    ['two catalog clusters', (t) => t.clusters[1].roles.push('catalog'), /exactly one cluster must hold the catalog role/],
+    ['a port used twice', (t) => (t.clusters[1].members[1].port = 55401), /port 55401 is used twice/],
+  ];
+  for (const [what, change, message] of bad) {
+    it(`rejects ${what}, naming the field`, () => {
+      assert.throws(() => parseTopology(mutate(change), 'local.yaml'), (err: unknown) => err instanceof TopologyError && message.test(err.message));
+    });
+  }
+});
