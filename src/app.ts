@@ -16,6 +16,7 @@ import { authHooks } from './modules/users/auth.ts';
 import { userRoutes } from './modules/users/routes.ts';
 import { CatalogService, PRODUCT_CACHE, PRODUCT_LIST_CACHE, type Product, type ProductPage } from './modules/catalog/service.ts';
 import { Cache, CacheBus } from './platform/cache.ts';
+import { formatLsn, ReplicaSet } from './platform/replicas.ts';
 import { catalogRoutes } from './modules/catalog/routes.ts';
 import { SearchService } from './modules/search/service.ts';
 import { searchRoutes } from './modules/search/routes.ts';
@@ -47,6 +48,8 @@ export interface Services {
   saga: CheckoutSaga;
   relay: OutboxRelay;
   cacheBus: CacheBus;
+  /** Standbys of the catalog cluster (none on one node: reads go to the primary). */
+  catalogReplicas: ReplicaSet;
 }
 
 export interface ServiceOptions {
@@ -89,8 +92,17 @@ export function buildServices(config: Config, dbs: Databases, log: Logger, optio
   };
   cacheBus.register(PRODUCT_CACHE, caches.product as Cache<unknown>);
   cacheBus.register(PRODUCT_LIST_CACHE, caches.list as Cache<unknown>);
-  const catalog = new CatalogService(dbs, caches);
-  const search = new SearchService(dbs, catalog);
+  const catalogReplicas = new ReplicaSet(
+    'catalog',
+    dbs.core('catalog'),
+    dbs.membersOf('catalog'),
+    { max: Math.max(2, Math.floor(config.dbPoolMax / 2)) },
+    { maxLagBytes: config.replicaMaxLagBytes, pollIntervalMs: 1_000 },
+    log,
+    metrics.replicaLag,
+  );
+  const catalog = new CatalogService(dbs, catalogReplicas, caches);
+  const search = new SearchService(dbs, catalog, catalogReplicas);
   const inventory = new InventoryService(dbs, buildGate(config, dbs, log, metrics, options.redis));
   const carts = new CartsService(dbs, catalog);
   const payments = new PaymentsService(dbs, options.paymentProvider ?? new TestPaymentProvider());
@@ -102,7 +114,7 @@ export function buildServices(config: Config, dbs: Databases, log: Logger, optio
   });
   const relay = new OutboxRelay(dbs, log, config.outboxPollIntervalMs);
   wireConsumers(relay, { catalog, inventory, search, cacheBus });
-  return { config, dbs, log, metrics, users, catalog, search, inventory, carts, payments, orders, saga, relay, cacheBus };
+  return { config, dbs, log, metrics, users, catalog, search, inventory, carts, payments, orders, saga, relay, cacheBus, catalogReplicas };
 }
 
 export async function buildApp(s: Services): Promise<FastifyInstance> {
@@ -137,6 +149,15 @@ export async function buildApp(s: Services): Promise<FastifyInstance> {
       { method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
       reply.elapsedTime / 1000,
     );
+  });
+
+  // Read-your-writes: every successful write answers with the catalog cluster's WAL position;
+  // reads that send it back (Meridian-Consistency) see at least that write.
+  app.addHook('onSend', async (req, reply, payload) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD' && reply.statusCode < 400 && req.url.startsWith('/v1/')) {
+      void reply.header('meridian-consistency', formatLsn(await s.catalogReplicas.currentLsn()));
+    }
+    return payload;
   });
 
   app.get('/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());

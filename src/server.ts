@@ -10,7 +10,7 @@ import { startEmbeddedPostgres, type EmbeddedServer } from './platform/embedded.
 import { LIMITS } from './platform/limits.ts';
 import { migrate } from './platform/migrate.ts';
 import { loadTopology } from './cluster/topology.ts';
-import { clusterCredentials, clusterUrl } from './cluster/pg-cluster.ts';
+import { clusterCredentials, clusterUrl, memberUrl } from './cluster/pg-cluster.ts';
 import { catalogIsEmpty, seedDemo } from './seed/demo.ts';
 
 export const DEFAULT_ADMIN_EMAIL = 'admin@meridian.local';
@@ -33,7 +33,13 @@ export async function openDatabases(config: Config, log: Logger): Promise<{ dbs:
     const creds = await clusterCredentials(config.dataDir);
     log.info({ topology: config.topologyFile, clusters: topology.clusters.length }, 'using the topology');
     dbs = new Databases(
-      topology.clusters.map((c) => ({ name: c.name, url: clusterUrl(creds, c, topology.postgres.database), roles: c.roles, shards: c.shards ?? [] })),
+      topology.clusters.map((c) => ({
+        name: c.name,
+        url: clusterUrl(creds, c, topology.postgres.database),
+        roles: c.roles,
+        shards: c.shards ?? [],
+        members: c.members.map((m) => ({ name: m.name, url: memberUrl(creds, m, topology.postgres.database) })),
+      })),
       { max: config.dbPoolMax },
     );
   } else {
@@ -86,6 +92,7 @@ export async function startPlatform(config: Config, log: Logger): Promise<Platfo
   const db = await openDatabases(config, log);
   const services = buildServices(config, db.dbs, log);
   await services.inventory.gate.start();
+  await services.catalogReplicas.start();
   await ensureAdmin(services, config);
   if (config.seedDemo && (await catalogIsEmpty(services))) {
     log.info('first start: seeding the demo catalog');
@@ -109,6 +116,7 @@ export async function startPlatform(config: Config, log: Logger): Promise<Platfo
       await services.relay.stop();
       await services.cacheBus.stop();
       await services.inventory.gate.stop();
+      await services.catalogReplicas.stop();
       await sweeping;
       await db.close();
     })();

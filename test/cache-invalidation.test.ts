@@ -58,8 +58,10 @@ describe('cache invalidation across processes', () => {
   it('a stampede of concurrent misses makes one database query', async () => {
     const p = await createProduct(a, 5);
     let queries = 0;
-    const original = a.s.catalog.getProduct.bind(a.s.catalog);
-    a.s.catalog.getProduct = async (...args) => {
+    // Count the loads that reach the database (the private loader behind the cache).
+    const svc = a.s.catalog as unknown as { productFrom: (...args: unknown[]) => Promise<unknown> };
+    const original = svc.productFrom.bind(svc);
+    svc.productFrom = async (...args) => {
       queries++;
       return original(...args);
     };
@@ -68,7 +70,7 @@ describe('cache invalidation across processes', () => {
       assert.ok(responses.every((r) => r.statusCode === 200));
       assert.equal(queries, 1);
     } finally {
-      a.s.catalog.getProduct = original;
+      svc.productFrom = original;
     }
     const metrics = (await a.app.inject({ method: 'GET', url: '/metrics' })).body;
     assert.match(metrics, /meridian_cache_requests_total\{cache="product",result="coalesced"\} \d+/);

@@ -50,6 +50,7 @@ export async function createTestPlatform(overrides: Partial<Config> = {}, option
   const app = await buildApp(s);
   await s.cacheBus.start();
   await s.inventory.gate.start();
+  await s.catalogReplicas.start();
   return {
     app,
     s,
@@ -59,6 +60,7 @@ export async function createTestPlatform(overrides: Partial<Config> = {}, option
       await s.relay.stop();
       await s.cacheBus.stop();
       await s.inventory.gate.stop();
+      await s.catalogReplicas.stop();
       await dbs.close();
       await db.drop();
     },

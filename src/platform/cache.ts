@@ -16,6 +16,15 @@ export interface CacheOptions {
 interface Entry<T> {
   value: T;
   expiresAtMs: number;
+  /** The data is at least this fresh (a WAL position); 0 when unknown. */
+  version: bigint;
+}
+
+export interface Freshness {
+  /** Serve an entry only if it is at least this fresh (read-your-writes). */
+  minVersion?: bigint | undefined;
+  /** How fresh a value loaded now will be. */
+  version?: bigint | undefined;
 }
 
 export class Cache<T> {
@@ -26,8 +35,16 @@ export class Cache<T> {
 
   constructor(private readonly options: CacheOptions) {}
 
-  async getOrLoad(key: string, load: () => Promise<T>): Promise<T> {
+  async getOrLoad(key: string, load: () => Promise<T>, freshness: Freshness = {}): Promise<T> {
     const hit = this.entries.get(key);
+    const min = freshness.minVersion;
+    if (min !== undefined && (!hit || hit.version < min)) {
+      // The client has written something newer than what we hold: load for it alone.
+      this.count('miss');
+      const value = await load();
+      this.store(key, value, freshness.version ?? 0n);
+      return value;
+    }
     if (hit && hit.expiresAtMs > Date.now()) {
       // Refresh recency: Map iteration order is insertion order, so re-insert at the end.
       this.entries.delete(key);
@@ -45,7 +62,7 @@ export class Cache<T> {
     const promise = load().then(
       (value) => {
         this.inFlight.delete(key);
-        if (startedAt === this.generation) this.store(key, value);
+        if (startedAt === this.generation) this.store(key, value, freshness.version ?? 0n);
         return value;
       },
       (err: unknown) => {
@@ -57,11 +74,11 @@ export class Cache<T> {
     return promise;
   }
 
-  private store(key: string, value: T): void {
+  private store(key: string, value: T, version: bigint): void {
     const { ttlMs, jitter, maxEntries } = this.options;
     const spread = ttlMs * jitter * (Math.random() * 2 - 1);
     this.entries.delete(key);
-    this.entries.set(key, { value, expiresAtMs: Date.now() + ttlMs + spread });
+    this.entries.set(key, { value, expiresAtMs: Date.now() + ttlMs + spread, version });
     while (this.entries.size > maxEntries) {
       const oldest = this.entries.keys().next().value;
       if (oldest === undefined) break;

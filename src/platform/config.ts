@@ -31,6 +31,8 @@ export interface Config {
   /** postgres | postgres-batched | redis; default redis when Redis is configured. */
   readonly inventoryGate: 'postgres' | 'postgres-batched' | 'redis';
   readonly gateReconcileIntervalMs: number;
+  /** A standby further behind its primary than this stops serving reads. */
+  readonly replicaMaxLagBytes: number;
   /** Skip the demo catalog on first start. */
   readonly seedDemo: boolean;
 }
@@ -104,6 +106,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     redisCommandTimeoutMs: int(env, 'REDIS_COMMAND_TIMEOUT_MS', 250, 10, 60_000),
     inventoryGate: gateEngine(env),
     gateReconcileIntervalMs: int(env, 'GATE_RECONCILE_INTERVAL_MS', 10_000, 100, 3_600_000),
+    replicaMaxLagBytes: int(env, 'REPLICA_MAX_LAG_BYTES', 16 * 1024 * 1024, 0, 1024 * 1024 * 1024),
     ...overrides,
   };
   if (config.adminPassword !== undefined && config.adminPassword.length < 12) {

@@ -23,6 +23,8 @@ export interface ClusterSpec {
   readonly roles: readonly Role[];
   /** Inclusive ranges of logical shards this cluster owns (only with the 'shard' role). */
   readonly shards: readonly (readonly [number, number])[];
+  /** Direct URLs of every member, for reads from standbys (a topology; none on one node). */
+  readonly members?: readonly { name: string; url: string }[];
 }
 
 export interface PoolOptions {
@@ -96,6 +98,11 @@ export class Databases {
   /** The pool of the shard that owns this id (a user id, order id, cart id, …). */
   forId(id: Id): Pool {
     return this.shard(shardOfId(id));
+  }
+
+  /** The members of the cluster holding a role, for replica reads. */
+  membersOf(role: CoreRole): readonly { name: string; url: string }[] {
+    return this.byRole.get(role)?.spec.members ?? [];
   }
 
   /** Distinct pools that hold user shards, for scatter-gather and sweepers. */

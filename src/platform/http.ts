@@ -7,6 +7,7 @@ import { LIMITS } from './limits.ts';
 import { isId } from './ids.ts';
 import { pgCode } from './db.ts';
 import { isTransientDbError } from './db.ts';
+import { parseLsn, type Lsn } from './replicas.ts';
 
 /** SQLSTATE 22021 (character_not_in_repertoire): what PostgreSQL answers to a NUL in text. */
 const PG_NUL_IN_TEXT = '22021';
@@ -121,3 +122,14 @@ export type App = FastifyInstance<
   FastifyBaseLogger,
   TypeBoxTypeProvider
 >;
+
+/** The client's last write position (Meridian-Consistency), for read-your-writes. */
+export function consistencyOf(req: FastifyRequest): Lsn | undefined {
+  const raw = req.headers['meridian-consistency'];
+  if (raw === undefined) return undefined;
+  try {
+    return parseLsn(String(raw));
+  } catch {
+    throw new AppError('validation_failed', 'Meridian-Consistency must be a token this API returned');
+  }
+}

@@ -11,6 +11,7 @@ export interface Metrics {
   gateFallbacks: Counter<string>;
   gateDrift: Gauge<string>;
   gateDriftCorrections: Counter<string>;
+  replicaLag: Gauge<'cluster' | 'member'>;
 }
 
 export function createMetrics(defaultMetrics = true): Metrics {
@@ -57,6 +58,12 @@ export function createMetrics(defaultMetrics = true): Metrics {
     gateDriftCorrections: new Counter({
       name: 'meridian_inventory_gate_drift_corrected_units_total',
       help: 'Units of drift corrected by reconciliation since start',
+      registers: [registry],
+    }),
+    replicaLag: new Gauge({
+      name: 'meridian_replica_lag_bytes',
+      help: 'How far each standby has replayed behind its primary, in bytes of WAL',
+      labelNames: ['cluster', 'member'],
       registers: [registry],
     }),
     checkouts: new Counter({ name: 'meridian_checkouts_total', help: 'Checkout outcomes by HTTP status class and code', labelNames: ['outcome'], registers: [registry] }),

@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { Currency, Cursor, decodeIdCursor, errors, IdString, PageLimit, type App } from '../../platform/http.ts';
+import { consistencyOf, Currency, Cursor, decodeIdCursor, errors, IdString, PageLimit, type App } from '../../platform/http.ts';
 import { DEFAULT_CURRENCY } from '../../platform/money.ts';
 import { LIMITS } from '../../platform/limits.ts';
 import type { AuthHooks } from '../users/auth.ts';
@@ -36,7 +36,7 @@ export function catalogRoutes(app: App, catalog: CatalogService, auth: AuthHooks
       maxPrice: q.maxPrice,
       inStock: q.inStock,
       currency: q.currency ?? DEFAULT_CURRENCY,
-    });
+    }, consistencyOf(req));
   });
 
   app.get('/v1/products/:id', {
@@ -47,7 +47,7 @@ export function catalogRoutes(app: App, catalog: CatalogService, auth: AuthHooks
       querystring: Type.Object({ currency: Type.Optional(Currency) }, { additionalProperties: false }),
       response: { 200: ProductSchema, ...errors(400, 404) },
     },
-  }, async (req) => catalog.browseProduct(req.params.id, req.query.currency ?? DEFAULT_CURRENCY));
+  }, async (req) => catalog.browseProduct(req.params.id, req.query.currency ?? DEFAULT_CURRENCY, consistencyOf(req)));
 
   app.get('/v1/brands', {
     schema: { tags: ['catalog'], response: { 200: Type.Object({ items: Type.Array(BrandSchema) }) } },

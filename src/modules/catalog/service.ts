@@ -1,6 +1,6 @@
 // Catalog: brands, a category tree, products with variants (unique SKU) and prices per currency.
 // It is reference data: written by admins on the catalog primary, read everywhere.
-import type { Databases } from '../../platform/db.ts';
+import type { Databases, Sql } from '../../platform/db.ts';
 import { pgCode, PG, transaction } from '../../platform/db.ts';
 import { AppError } from '../../platform/errors.ts';
 import { encodeCursor } from '../../platform/http.ts';
@@ -9,6 +9,7 @@ import { LIMITS } from '../../platform/limits.ts';
 import { money, type Money } from '../../platform/money.ts';
 import { emit } from '../../events/outbox.ts';
 import type { Cache } from '../../platform/cache.ts';
+import type { Lsn, Reader, ReplicaSet } from '../../platform/replicas.ts';
 import * as repo from './repository.ts';
 
 export interface Variant {
@@ -123,18 +124,30 @@ export function staleKeysFor(productId: Id): { cache: string; key: string }[] {
 export class CatalogService {
   constructor(
     private readonly dbs: Databases,
+    private readonly replicas?: ReplicaSet,
     private readonly caches?: CatalogCaches,
   ) {}
 
-  /** Shopper-facing reads: served from the cache, at most a moment stale. */
-  async browseProduct(id: Id, currency: string): Promise<Product> {
-    if (!this.caches) return this.getProduct(id, currency);
-    return this.caches.product.getOrLoad(`${id}:${currency}`, () => this.getProduct(id, currency));
+  private reader(atLeast: Lsn | undefined): Reader {
+    return this.replicas?.reader(atLeast) ?? { pool: this.db, lsn: 0n, served: 'primary' };
   }
 
-  async browseProducts(q: ProductListQuery): Promise<ProductPage> {
-    if (!this.caches) return this.listProducts(q);
-    return this.caches.list.getOrLoad(JSON.stringify(q), () => this.listProducts(q));
+  /**
+   * Shopper-facing reads: the cache, then a standby (or the primary). With `atLeast` (the
+   * client's last write position) nothing older than that write is served.
+   */
+  async browseProduct(id: Id, currency: string, atLeast?: Lsn): Promise<Product> {
+    const reader = this.reader(atLeast);
+    const load = (): Promise<Product> => this.productFrom(reader.pool, id, currency);
+    if (!this.caches) return load();
+    return this.caches.product.getOrLoad(`${id}:${currency}`, load, { minVersion: atLeast, version: reader.lsn });
+  }
+
+  async browseProducts(q: ProductListQuery, atLeast?: Lsn): Promise<ProductPage> {
+    const reader = this.reader(atLeast);
+    const load = (): Promise<ProductPage> => this.listFrom(reader.pool, q);
+    if (!this.caches) return load();
+    return this.caches.list.getOrLoad(JSON.stringify(q), load, { minVersion: atLeast, version: reader.lsn });
   }
 
   private forget(productId: Id): void {
@@ -147,21 +160,30 @@ export class CatalogService {
     return this.dbs.core('catalog');
   }
 
+  /** Fresh from the primary: for writers, indexers and anything that decides. */
   async getProduct(id: Id, currency: string): Promise<Product> {
-    const row = await repo.findProduct(this.db, id);
+    return this.productFrom(this.db, id, currency);
+  }
+
+  private async productFrom(db: Sql, id: Id, currency: string): Promise<Product> {
+    const row = await repo.findProduct(db, id);
     if (!row) throw new AppError('not_found', 'product not found');
     return toProduct(row, currency);
   }
 
-  /** Fresh from the database: for writers, indexers and anything that decides. */
+  /** Fresh from the primary: for writers, indexers and anything that decides. */
   async listProducts(q: ProductListQuery): Promise<ProductPage> {
+    return this.listFrom(this.db, q);
+  }
+
+  private async listFrom(db: Sql, q: ProductListQuery): Promise<ProductPage> {
     let categoryPath: string | undefined;
     if (q.category) {
-      const category = await repo.findCategory(this.db, q.category);
+      const category = await repo.findCategory(db, q.category);
       if (!category) return { items: [], nextCursor: null };
       categoryPath = category.path;
     }
-    const rows = await repo.listProducts(this.db, {
+    const rows = await repo.listProducts(db, {
       afterId: q.cursor,
       limit: q.limit + 1,
       categoryPath,

@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { Currency, errors, IdString, MoneySchema, type App } from '../../platform/http.ts';
+import { consistencyOf, Currency, errors, IdString, MoneySchema, type App } from '../../platform/http.ts';
 import { LIMITS } from '../../platform/limits.ts';
 import { DEFAULT_CURRENCY } from '../../platform/money.ts';
 import type { SearchService } from './service.ts';
@@ -41,5 +41,5 @@ export function searchRoutes(app: App, search: SearchService): void {
         ...errors(400),
       },
     },
-  }, async (req) => search.search({ ...req.query, currency: req.query.currency ?? DEFAULT_CURRENCY }));
+  }, async (req) => search.search({ ...req.query, currency: req.query.currency ?? DEFAULT_CURRENCY }, consistencyOf(req)));
 }

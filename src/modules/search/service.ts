@@ -1,6 +1,7 @@
 // Product search, first version: PostgreSQL full-text search over a denormalised document per
 // product (title, brand, category, attributes, description), with filters and facet counts.
 import type { Databases, Pool } from '../../platform/db.ts';
+import type { Lsn, ReplicaSet } from '../../platform/replicas.ts';
 import type { Id } from '../../platform/ids.ts';
 import type { Money } from '../../platform/money.ts';
 import { money } from '../../platform/money.ts';
@@ -62,13 +63,16 @@ export class SearchService {
   constructor(
     private readonly dbs: Databases,
     private readonly catalog: CatalogService,
+    private readonly replicas?: ReplicaSet,
   ) {}
 
   private get db(): Pool {
     return this.dbs.core('catalog');
   }
 
-  async search(q: SearchQuery): Promise<SearchResult> {
+  /** Served by a standby when one is healthy (and has replayed past atLeast, if given). */
+  async search(q: SearchQuery, atLeast?: Lsn): Promise<SearchResult> {
+    const db = this.replicas?.reader(atLeast).pool ?? this.db;
     let categoryPath: string | undefined;
     if (q.category) {
       const c = await this.catalog.findCategory(q.category);
@@ -85,10 +89,10 @@ export class SearchService {
       inStock: q.inStock,
     };
     const [hits, total, brand, category] = await Promise.all([
-      repo.search(this.db, f, q.limit, (q.page - 1) * q.limit),
-      repo.count(this.db, f),
-      repo.facet(this.db, f, 'brand'),
-      repo.facet(this.db, f, 'category'),
+      repo.search(db, f, q.limit, (q.page - 1) * q.limit),
+      repo.count(db, f),
+      repo.facet(db, f, 'brand'),
+      repo.facet(db, f, 'category'),
     ]);
     return {
       items: hits.map((h) => ({
