@@ -10,7 +10,7 @@ import { startEmbeddedPostgres, type EmbeddedServer } from './platform/embedded.
 import { LIMITS } from './platform/limits.ts';
 import { migrate } from './platform/migrate.ts';
 import { loadTopology } from './cluster/topology.ts';
-import { clusterCredentials, clusterUrl, memberUrl } from './cluster/pg-cluster.ts';
+import { clusterCredentials, clusterSpecs } from './cluster/pg-cluster.ts';
 import { catalogIsEmpty, seedDemo } from './seed/demo.ts';
 
 export const DEFAULT_ADMIN_EMAIL = 'admin@meridian.local';
@@ -32,16 +32,7 @@ export async function openDatabases(config: Config, log: Logger): Promise<{ dbs:
     const topology = await loadTopology(config.topologyFile);
     const creds = await clusterCredentials(config.dataDir);
     log.info({ topology: config.topologyFile, clusters: topology.clusters.length }, 'using the topology');
-    dbs = new Databases(
-      topology.clusters.map((c) => ({
-        name: c.name,
-        url: clusterUrl(creds, c, topology.postgres.database),
-        roles: c.roles,
-        shards: c.shards ?? [],
-        members: c.members.map((m) => ({ name: m.name, url: memberUrl(creds, m, topology.postgres.database) })),
-      })),
-      { max: config.dbPoolMax },
-    );
+    dbs = new Databases(clusterSpecs(topology, creds), { max: config.dbPoolMax });
   } else {
     let url = config.databaseUrl;
     if (!url) {

@@ -6,13 +6,13 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, openSync } from 'node:fs';
-import { chmod, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import postgres from 'postgres';
 import { stringify } from 'yaml';
 import { migrate } from '../platform/migrate.ts';
-import type { Role } from '../platform/db.ts';
+import type { ClusterSpec, Role } from '../platform/db.ts';
 import type { Topology, TopologyCluster, TopologyMember } from './topology.ts';
 
 const run = promisify(execFile);
@@ -75,6 +75,17 @@ export function memberUrl(creds: ClusterCredentials, m: TopologyMember, database
 export function clusterUrl(creds: ClusterCredentials, c: TopologyCluster, database: string): string {
   const hosts = c.members.map((m) => `${hostOf(m)}:${m.port}`).join(',');
   return `postgres://${creds.superuser}:${encodeURIComponent(creds.superuserPassword)}@${hosts}/${database}?target_session_attrs=primary`;
+}
+
+/** What the application connects to: one primary-finding URL per cluster, plus each member. */
+export function clusterSpecs(t: Topology, creds: ClusterCredentials): ClusterSpec[] {
+  return t.clusters.map((c) => ({
+    name: c.name,
+    url: clusterUrl(creds, c, t.postgres.database),
+    roles: c.roles,
+    shards: c.shards ?? [],
+    members: c.members.map((m) => ({ name: m.name, url: memberUrl(creds, m, t.postgres.database) })),
+  }));
 }
 
 async function requireBinaries(t: Topology): Promise<void> {
@@ -293,6 +304,8 @@ export async function clusterUp(t: Topology, dataDir: string, progress: (msg: st
   const p = pathsFor(dataDir);
   // The postgres user must traverse these (not list them); member directories are its own.
   await mkdir(path.join(p.root, 'members'), { recursive: true });
+  const dataDirMode = (await stat(path.resolve(dataDir))).mode;
+  if ((dataDirMode & 0o001) === 0) await chmod(path.resolve(dataDir), (dataDirMode & 0o777) | 0o011);
   await chmod(p.root, 0o711);
   await chmod(path.join(p.root, 'members'), 0o711);
   const creds = await clusterCredentials(dataDir);
