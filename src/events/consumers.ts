@@ -10,14 +10,14 @@ export function wireConsumers(
   relay: OutboxRelay,
   s: { catalog: CatalogService; inventory: InventoryService; search: SearchService; cacheBus: CacheBus },
 ): void {
-  relay.subscribe('inventory.stock_changed', async (e) => {
-    const sku = String(e.payload.sku);
-    const { available } = await s.inventory.availability(sku);
-    await s.catalog.setSkuInStock(sku, available > 0);
+  relay.subscribe('inventory.stock_changed', async (events) => {
+    const skus = [...new Set(events.map((e) => String(e.payload.sku)))];
+    const available = await s.inventory.availableUnits(skus);
+    await s.catalog.setSkusInStock(skus.map((sku) => ({ sku, inStock: (available.get(sku) ?? 0) > 0 })));
   });
-  relay.subscribe('product.changed', async (e) => {
-    const productId = String(e.payload.productId);
-    await s.search.reindexProduct(productId);
-    await s.cacheBus.publish(staleKeysFor(productId));
+  relay.subscribe('product.changed', async (events) => {
+    const productIds = [...new Set(events.map((e) => String(e.payload.productId)))];
+    for (const productId of productIds) await s.search.reindexProduct(productId);
+    await s.cacheBus.publish(productIds.flatMap(staleKeysFor));
   });
 }

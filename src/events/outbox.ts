@@ -23,7 +23,8 @@ export interface OutboxEvent {
   payload: Record<string, unknown>;
 }
 
-export type Subscriber = (event: OutboxEvent) => Promise<void>;
+/** Receives every pending event of its topic from one batch, in id order (dedupe freely). */
+export type Subscriber = (events: OutboxEvent[]) => Promise<void>;
 
 export async function emit(sql: Sql, topic: Topic, aggregateId: string, payload: Record<string, unknown>): Promise<void> {
   await sql`INSERT INTO outbox (topic, aggregate_id, payload) VALUES (${topic}, ${aggregateId}, ${sql.json(payload as never)})`;
@@ -94,9 +95,16 @@ export class OutboxRelay {
         SELECT id::text, topic, aggregate_id::text, payload FROM outbox
         WHERE published_at IS NULL ORDER BY id LIMIT ${LIMITS.outboxBatchMax}
         FOR UPDATE SKIP LOCKED`;
+      // Grouped by topic, so a consumer does one set-based step per batch instead of one per
+      // event (a flash sale writes several stock events per order).
+      const byTopic = new Map<Topic, OutboxEvent[]>();
       for (const row of rows) {
-        const event: OutboxEvent = { id: row.id, topic: row.topic, aggregateId: row.aggregate_id, payload: row.payload };
-        for (const subscriber of this.subscribers.get(row.topic) ?? []) await subscriber(event);
+        const list = byTopic.get(row.topic) ?? [];
+        list.push({ id: row.id, topic: row.topic, aggregateId: row.aggregate_id, payload: row.payload });
+        byTopic.set(row.topic, list);
+      }
+      for (const [topic, events] of byTopic) {
+        for (const subscriber of this.subscribers.get(topic) ?? []) await subscriber(events);
       }
       if (rows.length > 0) {
         await tx`UPDATE outbox SET published_at = now() WHERE id = ANY(${rows.map((r) => r.id)}::bigint[])`;

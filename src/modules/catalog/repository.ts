@@ -168,12 +168,14 @@ export async function pricesForSkus(sql: Sql, skus: readonly string[], currency:
   }));
 }
 
-/** Returns the product id when the flag changed, so the caller can announce it. */
-export async function setInStock(sql: Sql, sku: string, inStock: boolean): Promise<Id | undefined> {
-  const [row] = await sql<{ product_id: Id }[]>`
-    UPDATE variants SET in_stock = ${inStock} WHERE sku = ${sku} AND in_stock IS DISTINCT FROM ${inStock}
-    RETURNING product_id::text`;
-  return row?.product_id;
+/** One statement for many SKUs; returns the products whose flags changed. */
+export async function setInStock(sql: Sql, flags: readonly { sku: string; inStock: boolean }[]): Promise<Id[]> {
+  const rows = await sql<{ product_id: Id }[]>`
+    UPDATE variants v SET in_stock = f.in_stock
+    FROM unnest(${flags.map((f) => f.sku)}::text[], ${flags.map((f) => (f.inStock ? 'true' : 'false'))}::text[]::boolean[]) AS f(sku, in_stock)
+    WHERE v.sku = f.sku AND v.in_stock IS DISTINCT FROM f.in_stock
+    RETURNING v.product_id::text`;
+  return [...new Set(rows.map((r) => r.product_id))];
 }
 
 export interface BrandRow { id: Id; name: string; slug: string }

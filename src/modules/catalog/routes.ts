@@ -1,14 +1,19 @@
 import { Type } from 'typebox';
-import { consistencyOf, Currency, Cursor, decodeIdCursor, errors, IdString, PageLimit, type App } from '../../platform/http.ts';
+import { consistencyOf, Currency, Cursor, decodeIdCursor, errors, IdString, memoizedSerializer, PageLimit, type App } from '../../platform/http.ts';
 import { DEFAULT_CURRENCY } from '../../platform/money.ts';
 import { LIMITS } from '../../platform/limits.ts';
 import type { AuthHooks } from '../users/auth.ts';
-import type { CatalogService } from './service.ts';
+import type { CatalogService, Product, ProductPage } from './service.ts';
 import { BrandSchema, CategorySchema, CreateProductBody, ProductSchema, UpdateProductBody } from './schemas.ts';
 
 const admin = { tags: ['admin'], security: [{ bearer: [] }] };
 
+const ProductPageSchema = Type.Object({ items: Type.Array(ProductSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) });
+
 export function catalogRoutes(app: App, catalog: CatalogService, auth: AuthHooks): void {
+  const productJson = memoizedSerializer<Product>(ProductSchema);
+  const pageJson = memoizedSerializer<ProductPage>(ProductPageSchema);
+
   app.get('/v1/products', {
     schema: {
       tags: ['catalog'],
@@ -23,11 +28,11 @@ export function catalogRoutes(app: App, catalog: CatalogService, auth: AuthHooks
         inStock: Type.Optional(Type.Boolean()),
         currency: Type.Optional(Currency),
       }, { additionalProperties: false }),
-      response: { 200: Type.Object({ items: Type.Array(ProductSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...errors(400) },
+      response: { 200: ProductPageSchema, ...errors(400) },
     },
-  }, async (req) => {
+  }, async (req, reply) => {
     const q = req.query;
-    return catalog.browseProducts({
+    const page = await catalog.browseProducts({
       limit: q.limit,
       cursor: decodeIdCursor(q.cursor),
       category: q.category,
@@ -37,6 +42,7 @@ export function catalogRoutes(app: App, catalog: CatalogService, auth: AuthHooks
       inStock: q.inStock,
       currency: q.currency ?? DEFAULT_CURRENCY,
     }, consistencyOf(req));
+    return reply.type('application/json; charset=utf-8').send(pageJson(page) as never);
   });
 
   app.get('/v1/products/:id', {
@@ -47,7 +53,10 @@ export function catalogRoutes(app: App, catalog: CatalogService, auth: AuthHooks
       querystring: Type.Object({ currency: Type.Optional(Currency) }, { additionalProperties: false }),
       response: { 200: ProductSchema, ...errors(400, 404) },
     },
-  }, async (req) => catalog.browseProduct(req.params.id, req.query.currency ?? DEFAULT_CURRENCY, consistencyOf(req)));
+  }, async (req, reply) => {
+    const product = await catalog.browseProduct(req.params.id, req.query.currency ?? DEFAULT_CURRENCY, consistencyOf(req));
+    return reply.type('application/json; charset=utf-8').send(productJson(product) as never);
+  });
 
   app.get('/v1/brands', {
     schema: { tags: ['catalog'], response: { 200: Type.Object({ items: Type.Array(BrandSchema) }) } },

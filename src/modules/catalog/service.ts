@@ -278,10 +278,11 @@ export class CatalogService {
     return repo.skuExists(this.db, sku);
   }
 
-  async setSkuInStock(sku: string, inStock: boolean): Promise<void> {
+  /** Set the inStock flags of many SKUs; products whose flags changed are announced. */
+  async setSkusInStock(flags: readonly { sku: string; inStock: boolean }[]): Promise<void> {
+    if (flags.length === 0) return;
     await transaction(this.db, async (tx) => {
-      const productId = await repo.setInStock(tx, sku, inStock);
-      if (productId) await emit(tx, 'product.changed', productId, { productId });
+      for (const productId of await repo.setInStock(tx, flags)) await emit(tx, 'product.changed', productId, { productId });
     });
   }
 

@@ -57,6 +57,13 @@ export class InventoryService {
     return { sku, available: locations.reduce((n, l) => n + l.available, 0), locations };
   }
 
+  /** Available units (on hand − reserved, all locations) of many SKUs in one query. */
+  async availableUnits(skus: readonly string[]): Promise<Map<string, number>> {
+    const rows = await this.db<{ sku: string; available: number }[]>`
+      SELECT sku, sum(on_hand - reserved)::int AS available FROM stock WHERE sku = ANY(${[...skus]}::text[]) GROUP BY sku`;
+    return new Map(rows.map((r) => [r.sku, r.available]));
+  }
+
   /**
    * All-or-nothing reservation of a cart's lines, idempotent by reservation id (the order id):
    * calling it again returns the first call's outcome. The gate (gate.ts) decides how the
