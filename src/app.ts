@@ -186,7 +186,7 @@ export async function buildApp(s: Services): Promise<FastifyInstance> {
   searchRoutes(app, s.search);
   inventoryRoutes(app, s.inventory, s.catalog, auth);
   cartRoutes(app, s.carts, auth);
-  orderRoutes(app, s.orders, s.saga, auth, s.metrics);
+  orderRoutes(app, s.orders, s.saga, auth, s.metrics, s.users);
   await app.ready();
   return app as unknown as FastifyInstance;
 }

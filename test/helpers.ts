@@ -166,3 +166,44 @@ export async function assertInvariants(t: TestPlatform): Promise<void> {
   const keys = await shard`SELECT order_id, count(*) FROM idempotency_keys WHERE order_id IS NOT NULL GROUP BY 1 HAVING count(*) > 1`;
   if (keys.length > 0) throw new Error(`I6 violated: an order is attached to several idempotency keys`);
 }
+
+/**
+ * Three databases on the test server standing in for three clusters: core (directory, catalog,
+ * inventory) and two user-shard clusters splitting the 4,096 logical shards. Same code paths
+ * as a topology, without the processes.
+ */
+export async function createShardedTestPlatform(overrides: Partial<Config> = {}): Promise<TestPlatform & { shardUrls: string[] }> {
+  const core = await createTestDatabase();
+  const a = await createTestDatabase();
+  const b = await createTestDatabase();
+  const config = loadConfig({}, { seedDemo: false, dbPoolMax: 10, ...overrides });
+  const dbs = new Databases(
+    [
+      { name: 'core', url: core.url, roles: ['directory', 'catalog', 'inventory'], shards: [] },
+      { name: 'users-a', url: a.url, roles: ['shard'], shards: [[0, 2047]] },
+      { name: 'users-b', url: b.url, roles: ['shard'], shards: [[2048, 4095]] },
+    ],
+    { max: config.dbPoolMax },
+  );
+  for (const c of dbs.clusters) await migrate(c.pool, c.spec.roles);
+  const s = buildServices(config, dbs, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), { defaultMetrics: false });
+  const app = await buildApp(s);
+  await s.cacheBus.start();
+  await s.inventory.gate.start();
+  await s.catalogReplicas.start();
+  return {
+    app,
+    s,
+    url: core.url,
+    shardUrls: [a.url, b.url],
+    async close() {
+      await app.close();
+      await s.relay.stop();
+      await s.cacheBus.stop();
+      await s.inventory.gate.stop();
+      await s.catalogReplicas.stop();
+      await dbs.close();
+      await Promise.all([core.drop(), a.drop(), b.drop()]);
+    },
+  };
+}

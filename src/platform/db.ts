@@ -105,9 +105,13 @@ export class Databases {
     return this.byRole.get(role)?.spec.members ?? [];
   }
 
-  /** Distinct pools that hold user shards, for scatter-gather and sweepers. */
+  /** The clusters that hold user shards, for scatter-gather and sweepers. */
+  shardClusters(): Cluster[] {
+    return this.clusters.filter((c) => c.spec.roles.includes('shard'));
+  }
+
   shardPools(): Pool[] {
-    return this.clusters.filter((c) => c.spec.roles.includes('shard')).map((c) => c.pool);
+    return this.shardClusters().map((c) => c.pool);
   }
 
   async close(): Promise<void> {

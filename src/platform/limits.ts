@@ -23,4 +23,6 @@ export const LIMITS = {
   dbConnectTimeoutMs: 5_000,
   dbAcquireTimeoutMs: 10_000,
   shutdownTimeoutMs: 15_000,
+  /** How long a scatter-gather waits for each shard cluster. */
+  fanOutTimeoutMs: 3_000,
 } as const;

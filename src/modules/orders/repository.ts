@@ -59,9 +59,10 @@ export async function findOrder(sql: Sql, orderId: Id, userId?: Id): Promise<Ord
   return row;
 }
 
-export async function listUserOrders(sql: Sql, userId: Id, beforeId: Id | undefined, limit: number): Promise<OrderRow[]> {
+export async function listUserOrders(sql: Sql, userId: Id, beforeId: Id | undefined, limit: number, status?: OrderStatus): Promise<OrderRow[]> {
   return sql<OrderRow[]>`
     ${orderSelect(sql)} WHERE o.user_id = ${userId} ${beforeId ? sql`AND o.id < ${beforeId}` : sql``}
+      ${status ? sql`AND o.status = ${status}` : sql``}
     ORDER BY o.id DESC LIMIT ${limit}`;
 }
 

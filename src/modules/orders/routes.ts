@@ -6,6 +6,7 @@ import { principalOf, type AuthHooks } from '../users/auth.ts';
 import type { CheckoutSaga } from './checkout.ts';
 import type { OrdersService } from './service.ts';
 import type { Metrics } from '../../platform/metrics.ts';
+import type { UsersService } from '../users/service.ts';
 import { ORDER_STATUSES } from './state-machine.ts';
 
 const OrderStatusSchema = Type.Union(ORDER_STATUSES.map((s) => Type.Literal(s)));
@@ -27,7 +28,7 @@ function errorCodeOf(body: unknown): string {
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
-export function orderRoutes(app: App, orders: OrdersService, saga: CheckoutSaga, auth: AuthHooks, metrics: Metrics): void {
+export function orderRoutes(app: App, orders: OrdersService, saga: CheckoutSaga, auth: AuthHooks, metrics: Metrics, users: UsersService): void {
   app.post('/v1/checkout', {
     preHandler: auth.requireUser,
     schema: {
@@ -81,11 +82,24 @@ export function orderRoutes(app: App, orders: OrdersService, saga: CheckoutSaga,
     schema: {
       tags: ['admin'],
       security: [{ bearer: [] }],
-      summary: 'All orders across shards, newest first',
-      querystring: Type.Object({ limit: PageLimit, cursor: Type.Optional(Cursor), status: Type.Optional(OrderStatusSchema) }, { additionalProperties: false }),
-      response: { 200: OrderPage, ...errors(400, 401, 403) },
+      summary: 'All orders across shards, newest first (or one buyer\'s, by email)',
+      description:
+        'Scatter-gather over every shard cluster, merged into one stable order. If a shard cluster does not answer within ' +
+        'the fan-out timeout the answer is 503 `unavailable` naming it, never a partial page (which would skip its rows for good).',
+      querystring: Type.Object(
+        { limit: PageLimit, cursor: Type.Optional(Cursor), status: Type.Optional(OrderStatusSchema), email: Type.Optional(Type.String({ maxLength: LIMITS.emailLengthMax })) },
+        { additionalProperties: false },
+      ),
+      response: { 200: OrderPage, ...errors(400, 401, 403, 503) },
     },
-  }, async (req) => orders.adminList(req.query.status, decodeIdCursor(req.query.cursor), req.query.limit));
+  }, async (req) => {
+    const cursor = decodeIdCursor(req.query.cursor);
+    if (req.query.email === undefined) return orders.adminList(req.query.status, cursor, req.query.limit);
+    // By email: the directory names the user, whose id names the one shard to ask.
+    const user = await users.findByEmail(req.query.email);
+    if (!user) return { items: [], nextCursor: null };
+    return orders.history(user.id, cursor, req.query.limit, req.query.status);
+  });
 
   app.get('/v1/admin/orders/:id', {
     preHandler: auth.requireAdmin,

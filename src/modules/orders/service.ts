@@ -3,6 +3,7 @@ import type { Databases } from '../../platform/db.ts';
 import { transaction } from '../../platform/db.ts';
 import { AppError } from '../../platform/errors.ts';
 import { encodeCursor } from '../../platform/http.ts';
+import { LIMITS } from '../../platform/limits.ts';
 import type { Id } from '../../platform/ids.ts';
 import { money, type Money } from '../../platform/money.ts';
 import { emit } from '../../events/outbox.ts';
@@ -72,19 +73,30 @@ export class OrdersService {
     return row ? toOrder(row) : undefined;
   }
 
-  async history(userId: Id, beforeId: Id | undefined, limit: number): Promise<Page<Order>> {
-    const rows = await repo.listUserOrders(this.dbs.forId(userId), userId, beforeId, limit + 1);
+  async history(userId: Id, beforeId: Id | undefined, limit: number, status?: OrderStatus): Promise<Page<Order>> {
+    const rows = await repo.listUserOrders(this.dbs.forId(userId), userId, beforeId, limit + 1, status);
     return page(rows.map(toOrder), limit);
   }
 
   /**
    * Admin list across every shard database: each returns its next `limit + 1` rows below the
    * cursor, newest first; merging by id (time-ordered and unique) gives one stable order with no
-   * duplicates or gaps between pages.
+   * duplicates or gaps between pages. Each shard has fanOutTimeoutMs to answer. If one cannot,
+   * the whole request is 503 `unavailable` naming it — not a partial page: a page missing one
+   * shard's rows would move the cursor past them, a gap the admin could never see.
    */
   async adminList(status: OrderStatus | undefined, beforeId: Id | undefined, limit: number): Promise<Page<Order>> {
-    const perShard = await Promise.all(this.dbs.shardPools().map((pool) => repo.listOrders(pool, status, beforeId, limit + 1)));
-    const merged = perShard.flat().sort((a, b) => (BigInt(b.id) > BigInt(a.id) ? 1 : BigInt(b.id) < BigInt(a.id) ? -1 : 0));
+    const clusters = this.dbs.shardClusters();
+    const results = await Promise.allSettled(
+      clusters.map((c) => withTimeout(repo.listOrders(c.pool, status, beforeId, limit + 1), LIMITS.fanOutTimeoutMs)),
+    );
+    const failed = clusters.filter((_, i) => results[i]?.status === 'rejected').map((c) => c.spec.name);
+    if (failed.length > 0) {
+      throw new AppError('unavailable', `shard cluster(s) ${failed.join(', ')} did not answer; retry shortly`, { clusters: failed });
+    }
+    const merged = results
+      .flatMap((r) => (r.status === 'fulfilled' ? r.value : []))
+      .sort((a, b) => (BigInt(b.id) > BigInt(a.id) ? 1 : BigInt(b.id) < BigInt(a.id) ? -1 : 0));
     return page(merged.map(toOrder), limit);
   }
 
@@ -110,4 +122,12 @@ function page<T extends { id: Id }>(items: T[], limit: number): Page<T> {
   const slice = items.slice(0, limit);
   const last = slice[slice.length - 1];
   return { items: slice, nextCursor: items.length > limit && last ? encodeCursor([last.id]) : null };
+}
+
+function withTimeout<T>(work: Promise<T>, timeoutMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
