@@ -15,6 +15,7 @@ export const ERROR_STATUS = {
   idempotency_conflict: 409,
   illegal_transition: 409,
   cart_not_open: 409,
+  cart_changed: 409,
   reservation_expired: 409,
   insufficient_stock: 409,
   payload_too_large: 413,

@@ -98,6 +98,11 @@ export class CartsService {
     });
   }
 
+  /** The lines as the caller's transaction sees them (checkout re-reads them with the cart locked). */
+  async linesIn(sql: Sql, userId: Id, cartId: Id): Promise<repo.CartLineRow[]> {
+    return repo.findLines(sql, userId, cartId);
+  }
+
   async close(sql: Sql, userId: Id, cartId: Id, orderId: Id): Promise<boolean> {
     return repo.closeCart(sql, userId, cartId, orderId);
   }

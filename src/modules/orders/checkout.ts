@@ -114,6 +114,12 @@ export class CheckoutSaga {
     // 4. The order, its lines, the cart's closing and the event: one shard transaction.
     const created = await transaction(db, async (tx) => {
       if (!(await carts.close(tx, userId, req.cartId, orderId))) return false;
+      // The cart row is locked now. A line added or changed since pricing would otherwise be
+      // closed into the cart without being ordered, reserved or paid for.
+      const linesNow = await carts.linesIn(tx, userId, req.cartId);
+      if (JSON.stringify(linesNow.map((l) => [l.id, l.sku, l.quantity])) !== JSON.stringify(lines.map((l) => [l.id, l.sku, l.quantity]))) {
+        throw new AppError('cart_changed', 'the cart changed during checkout; review it and try again');
+      }
       await repo.insertOrder(tx, { id: orderId, userId, cartId: req.cartId, currency: cart.currency, totalAmount: total.amount, lines: orderLines });
       await repo.attachOrderToKey(tx, userId, key, orderId);
       await emit(tx, 'order.placed', orderId, { orderId, userId, total });
