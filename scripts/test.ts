@@ -62,7 +62,7 @@ async function main(): Promise<number> {
       port: await freePort(),
       database: 'meridian_test',
       // A throwaway server: durability settings off for speed. Never in production.
-      settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', max_connections: '500' },
+      settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', max_connections: '500', wal_level: 'logical', max_replication_slots: '20', max_wal_senders: '20' },
     });
     env.TEST_DATABASE_URL = embedded.urlFor('postgres');
     console.log(`test database: embedded PostgreSQL in ${dataDir}`);

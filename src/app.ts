@@ -111,6 +111,7 @@ export function buildServices(config: Config, dbs: Databases, log: Logger, optio
     dbs, carts, catalog, inventory, payments, orders, log,
     reservationTtlMs: config.reservationTtlMs,
     abandonedOrderMs: config.abandonedOrderMs,
+    requestTimeoutMs: config.requestTimeoutMs,
   });
   const relay = new OutboxRelay(dbs, log, config.outboxPollIntervalMs);
   wireConsumers(relay, { catalog, inventory, search, cacheBus });

@@ -57,7 +57,11 @@ export class Databases {
   readonly clusters: readonly Cluster[];
   private readonly byRole = new Map<CoreRole, Cluster>();
   /** Index = logical shard; a dense array keeps routing a pure, allocation-free lookup. */
-  private readonly shardOwner: Cluster[];
+  private shardOwner: Cluster[];
+  /** Logical shards being moved: requests for them answer 503 until the map flips. */
+  private fenced = new Uint8Array(LOGICAL_SHARDS);
+  /** Version of the shard map in force (0: the one from the configuration). */
+  mapVersion = 0;
 
   constructor(specs: readonly ClusterSpec[], poolOptions: PoolOptions) {
     this.clusters = specs.map((spec) => ({ spec, pool: openPool(spec.url, poolOptions) }));
@@ -92,7 +96,46 @@ export class Databases {
   shard(shard: number): Pool {
     const cluster = this.shardOwner[shard];
     if (!cluster) throw new RangeError(`logical shard ${shard} out of range`);
+    if (this.fenced[shard]) throw new AppError('unavailable', `shard ${shard} is moving to another cluster; retry in a moment`);
     return cluster.pool;
+  }
+
+  /** The cluster that owns a logical shard now. */
+  ownerOf(shard: number): Cluster {
+    const cluster = this.shardOwner[shard];
+    if (!cluster) throw new RangeError(`logical shard ${shard} out of range`);
+    return cluster;
+  }
+
+  /** The assignment in force, as ranges: [[from, to, cluster], …]. */
+  assignment(): [number, number, string][] {
+    const out: [number, number, string][] = [];
+    for (let s = 0; s < LOGICAL_SHARDS; s++) {
+      const name = this.shardOwner[s]!.spec.name;
+      const last = out[out.length - 1];
+      if (last && last[2] === name && last[1] === s - 1) last[1] = s;
+      else out.push([s, s, name]);
+    }
+    return out;
+  }
+
+  /** Install a newer shard map (see cluster/shard-map.ts). Older or equal versions are ignored. */
+  applyShardMap(map: { version: number; assignment: readonly (readonly [number, number, string])[]; fenced: readonly (readonly [number, number])[] }): boolean {
+    if (map.version <= this.mapVersion) return false;
+    const byName = new Map(this.clusters.map((c) => [c.spec.name, c]));
+    const owner = [...this.shardOwner];
+    for (const [from, to, name] of map.assignment) {
+      const cluster = byName.get(name);
+      if (!cluster) throw new Error(`shard map v${map.version} names an unknown cluster ${name}`);
+      for (let s = from; s <= to; s++) owner[s] = cluster;
+    }
+    const fenced = new Uint8Array(LOGICAL_SHARDS);
+    for (const [from, to] of map.fenced) fenced.fill(1, from, to + 1);
+    // Swap whole arrays: a request sees either the old map or the new one, never a mix.
+    this.shardOwner = owner;
+    this.fenced = fenced;
+    this.mapVersion = map.version;
+    return true;
   }
 
   /** The pool of the shard that owns this id (a user id, order id, cart id, …). */
@@ -175,7 +218,8 @@ export function pgConstraint(err: unknown): string | undefined {
   return err instanceof postgres.PostgresError ? err.constraint_name : undefined;
 }
 
-const TRANSIENT_SQLSTATES = new Set(['40001', '40P01', '55P03', '57014', '57P01', '57P02', '57P03', '53300']);
+// 55006: a shard-move fence refusing a write to a range that is changing clusters.
+const TRANSIENT_SQLSTATES = new Set(['40001', '40P01', '55P03', '55006', '57014', '57P01', '57P02', '57P03', '53300']);
 const TRANSIENT_CLIENT_CODES = new Set(['CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT']);
 
 /**

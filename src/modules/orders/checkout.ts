@@ -10,7 +10,7 @@ import { transaction } from '../../platform/db.ts';
 import { AppError, ERROR_STATUS, type ErrorCode } from '../../platform/errors.ts';
 import { shardOfId, type Id } from '../../platform/ids.ts';
 import { LIMITS } from '../../platform/limits.ts';
-import { sum, multiply } from '../../platform/money.ts';
+import { sum, multiply, type Money } from '../../platform/money.ts';
 import { emit } from '../../events/outbox.ts';
 import type { CartsService } from '../carts/service.ts';
 import type { CatalogService } from '../catalog/service.ts';
@@ -43,6 +43,8 @@ export interface SagaDeps {
   log: Logger;
   reservationTtlMs: number;
   abandonedOrderMs: number;
+  /** No request lives longer: the lease of an in-progress idempotency key. */
+  requestTimeoutMs: number;
 }
 
 function errorBody(code: ErrorCode, message: string, details?: Record<string, unknown>): CheckoutResponse['body'] {
@@ -58,14 +60,16 @@ export class CheckoutSaga {
 
   async checkout(userId: Id, key: string, req: CheckoutRequest): Promise<CheckoutResponse> {
     const db = this.d.dbs.forId(userId);
-    const previous = await repo.claimIdempotencyKey(db, userId, key, requestHash(req));
-    if (previous) {
+    const claim = await repo.claimIdempotencyKey(db, userId, key, requestHash(req), this.d.requestTimeoutMs);
+    if (!claim.claimed) {
+      const previous = claim.row;
       if (previous.request_hash !== requestHash(req)) {
         throw new AppError('idempotency_key_reused', 'this Idempotency-Key was used with a different request body');
       }
       if (previous.state === 'in_progress') throw new AppError('idempotency_conflict', 'a request with this Idempotency-Key is in progress');
       return { status: previous.response_status ?? 500, body: previous.response_body as CheckoutResponse['body'], replayed: true };
     }
+    if (claim.resumeOrderId) return this.resume(userId, key, claim.resumeOrderId, req.payment.token);
     try {
       return await this.run(userId, key, req);
     } catch (err) {
@@ -79,7 +83,7 @@ export class CheckoutSaga {
   }
 
   private async run(userId: Id, key: string, req: CheckoutRequest): Promise<CheckoutResponse> {
-    const { dbs, carts, catalog, inventory, payments } = this.d;
+    const { dbs, carts, catalog, inventory } = this.d;
     const db = dbs.forId(userId);
     const { cart, lines } = await carts.linesOf(userId, req.cartId).catch((e: unknown) => {
       throw new NothingHappened(e);
@@ -133,10 +137,15 @@ export class CheckoutSaga {
       throw new NothingHappened(new AppError('cart_not_open', 'this cart has been checked out'));
     }
 
-    // 5. Authorize, outside any transaction.
+    return this.pay(userId, key, orderId, total, req.payment.token);
+  }
+
+  /** Steps 5 and 6, for a new order or one a failed earlier attempt left pending. */
+  private async pay(userId: Id, key: string, orderId: Id, total: Money, token: string): Promise<CheckoutResponse> {
+    // 5. Authorize, outside any transaction (idempotent by order id at the provider).
     let payment;
     try {
-      payment = await payments.authorize(userId, orderId, total, req.payment.token);
+      payment = await this.d.payments.authorize(userId, orderId, total, token);
     } catch (err) {
       if (!(err instanceof PaymentProviderError)) throw err;
       await this.compensate(orderId, 'payment_unavailable', 'unavailable', 'the payment provider is unavailable; try again');
@@ -150,6 +159,30 @@ export class CheckoutSaga {
     // 6. Commit: the ledger first (PostgreSQL is the arbiter), then the money, then the order.
     await this.complete(orderId);
     return this.finish(userId, key);
+  }
+
+  /** A retry after the lease: finish the order the first attempt created, from where it stopped. */
+  private async resume(userId: Id, key: string, orderId: Id, token: string): Promise<CheckoutResponse> {
+    const order = await this.d.orders.find(orderId);
+    if (!order) throw new AppError('unavailable', 'the first attempt of this checkout is still settling; retry shortly');
+    if (order.status === 'pending_payment') return this.pay(userId, key, orderId, order.total, token);
+    // Already final (the sweeper or another retry got there): make sure the answer is recorded.
+    await this.settleKey(orderId);
+    return this.finish(userId, key);
+  }
+
+  /** Record the final answer of a finished order on its idempotency key. */
+  private async settleKey(orderId: Id): Promise<void> {
+    const db = this.d.dbs.forId(orderId);
+    const row = await repo.findOrder(db, orderId);
+    if (!row) return;
+    const order = toOrder(row);
+    if (order.status === 'cancelled') {
+      const code: ErrorCode = row.cancel_reason === 'payment_declined' ? 'payment_declined' : 'reservation_expired';
+      await repo.completeKeyForOrder(db, orderId, ERROR_STATUS[code], errorBody(code, `the order was cancelled (${row.cancel_reason ?? 'cancelled'})`, { orderId }));
+    } else {
+      await repo.completeKeyForOrder(db, orderId, 201, { order });
+    }
   }
 
   /** The stored response for a finished order (written by whichever of checkout and sweeper ended it). */

@@ -109,17 +109,28 @@ export interface IdempotencyRow {
   response_body: unknown;
 }
 
-/** Claims a key; returns undefined when this call created it, else the existing row. */
-export async function claimIdempotencyKey(sql: Sql, userId: Id, key: string, requestHash: string): Promise<IdempotencyRow | undefined> {
-  const inserted = await sql`
+export type KeyClaim = { claimed: true; resumeOrderId: Id | null } | { claimed: false; row: IdempotencyRow };
+
+/**
+ * Claims a key. A key left in progress by a request older than leaseMs is taken over by a retry
+ * with the same body: no request lives longer than the request timeout, so its first holder is
+ * gone (its process died, or it failed where it could not even record the outcome). If that
+ * holder had created the order, the retry resumes the saga from there.
+ */
+export async function claimIdempotencyKey(sql: Sql, userId: Id, key: string, requestHash: string, leaseMs: number): Promise<KeyClaim> {
+  const [claimed] = await sql<{ order_id: Id | null }[]>`
     INSERT INTO idempotency_keys (user_id, key, request_hash, state) VALUES (${userId}, ${key}, ${requestHash}, 'in_progress')
-    ON CONFLICT (user_id, key) DO NOTHING RETURNING key`;
-  if (inserted.length === 1) return undefined;
+    ON CONFLICT (user_id, key) DO UPDATE SET updated_at = now()
+      WHERE idempotency_keys.state = 'in_progress'
+        AND idempotency_keys.request_hash = EXCLUDED.request_hash
+        AND idempotency_keys.updated_at < now() - ${leaseMs} * interval '1 millisecond'
+    RETURNING order_id::text`;
+  if (claimed) return { claimed: true, resumeOrderId: claimed.order_id };
   const [row] = await sql<IdempotencyRow[]>`
     SELECT request_hash, state, order_id::text, response_status, response_body FROM idempotency_keys
     WHERE user_id = ${userId} AND key = ${key}`;
   if (!row) throw new Error('idempotency key vanished');
-  return row;
+  return { claimed: false, row };
 }
 
 export async function attachOrderToKey(sql: Sql, userId: Id, key: string, orderId: Id): Promise<void> {
