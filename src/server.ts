@@ -10,6 +10,7 @@ import { startEmbeddedPostgres, type EmbeddedServer } from './platform/embedded.
 import { LIMITS } from './platform/limits.ts';
 import { migrate } from './platform/migrate.ts';
 import { loadTopology } from './cluster/topology.ts';
+import { ShardMapWatcher } from './cluster/shard-map.ts';
 import { clusterCredentials, clusterSpecs } from './cluster/pg-cluster.ts';
 import { catalogIsEmpty, seedDemo } from './seed/demo.ts';
 
@@ -84,6 +85,9 @@ export async function startPlatform(config: Config, log: Logger): Promise<Platfo
   const services = buildServices(config, db.dbs, log);
   await services.inventory.gate.start();
   await services.catalogReplicas.start();
+  // Shard moves flip the map while we run; follow it (a no-op on one node).
+  const shardMap = new ShardMapWatcher(db.dbs, log);
+  await shardMap.start();
   await ensureAdmin(services, config);
   if (config.seedDemo && (await catalogIsEmpty(services))) {
     log.info('first start: seeding the demo catalog');
@@ -108,6 +112,7 @@ export async function startPlatform(config: Config, log: Logger): Promise<Platfo
       await services.cacheBus.stop();
       await services.inventory.gate.stop();
       await services.catalogReplicas.stop();
+      await shardMap.stop();
       await sweeping;
       await db.close();
     })();
