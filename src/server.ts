@@ -107,14 +107,21 @@ export async function startPlatform(config: Config, log: Logger): Promise<Platfo
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       clearInterval(sweeper);
-      await app.close();
-      await services.relay.stop();
-      await services.cacheBus.stop();
-      await services.inventory.gate.stop();
-      await services.catalogReplicas.stop();
-      await shardMap.stop();
-      await sweeping;
-      await db.close();
+      // Every step runs even if one before it fails: on Ctrl-C the embedded server may already
+      // be going down, and the rest must still be stopped.
+      const steps: [string, () => Promise<unknown>][] = [
+        ['http', () => app.close()],
+        ['outbox relay', () => services.relay.stop()],
+        ['cache bus', () => services.cacheBus.stop()],
+        ['inventory gate', () => services.inventory.gate.stop()],
+        ['replicas', () => services.catalogReplicas.stop()],
+        ['shard map', () => shardMap.stop()],
+        ['sweeper', () => sweeping],
+        ['databases', () => db.close()],
+      ];
+      for (const [name, step] of steps) {
+        await step().catch((err: unknown) => log.warn({ err: String(err) }, `stopping ${name} failed`));
+      }
     })();
     return stopping;
   };
