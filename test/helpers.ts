@@ -47,22 +47,33 @@ export async function createTestPlatform(overrides: Partial<Config> = {}, option
   await migrate(dbs.clusters[0]!.pool, ALL_ROLES);
   const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const s = buildServices(config, dbs, log, { defaultMetrics: false, ...options });
+  const { app, stop } = await startApp(s);
+  return {
+    app,
+    s,
+    url: db.url,
+    async close() {
+      await stop();
+      await db.drop();
+    },
+  };
+}
+
+/** The app and the workers a test needs (the relay and sweeper run only when a test calls them). */
+async function startApp(s: Services): Promise<{ app: FastifyInstance; stop(): Promise<void> }> {
   const app = await buildApp(s);
   await s.cacheBus.start();
   await s.inventory.gate.start();
   await s.catalogReplicas.start();
   return {
     app,
-    s,
-    url: db.url,
-    async close() {
+    async stop() {
       await app.close();
       await s.relay.stop();
       await s.cacheBus.stop();
       await s.inventory.gate.stop();
       await s.catalogReplicas.stop();
-      await dbs.close();
-      await db.drop();
+      await s.dbs.close();
     },
   };
 }
@@ -187,22 +198,14 @@ export async function createShardedTestPlatform(overrides: Partial<Config> = {})
   );
   for (const c of dbs.clusters) await migrate(c.pool, c.spec.roles);
   const s = buildServices(config, dbs, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), { defaultMetrics: false });
-  const app = await buildApp(s);
-  await s.cacheBus.start();
-  await s.inventory.gate.start();
-  await s.catalogReplicas.start();
+  const { app, stop } = await startApp(s);
   return {
     app,
     s,
     url: core.url,
     shardUrls: [a.url, b.url],
     async close() {
-      await app.close();
-      await s.relay.stop();
-      await s.cacheBus.stop();
-      await s.inventory.gate.stop();
-      await s.catalogReplicas.stop();
-      await dbs.close();
+      await stop();
       await Promise.all([core.drop(), a.drop(), b.drop()]);
     },
   };
