@@ -8,6 +8,8 @@ import { catalogIsEmpty, seedDemo } from './seed/demo.ts';
 import { defaultRedisClusterSpec, redisClusterDown, redisClusterStatus, redisClusterUp, type RedisClusterSpec } from './cluster/redis-cluster.ts';
 import { clusterDown, clusterStatus, clusterUp } from './cluster/pg-cluster.ts';
 import { loadTopology, type Topology } from './cluster/topology.ts';
+import { ShardMapWatcher } from './cluster/shard-map.ts';
+import { moveShards } from './cluster/shard-move.ts';
 
 const USAGE = `Usage: meridian <command> [options]
 
@@ -20,6 +22,8 @@ Commands:
   cluster up|down|status [--topology FILE] [--json] [--purge]
                             PostgreSQL clusters under Patroni + etcd, and the Redis Cluster,
                             of a topology file (default topologies/local.yaml)
+  shard move --shards FROM-TO --to CLUSTER --topology FILE
+                            move logical shards to another cluster online
   redis-cluster up|down|status
                             a local 3-master / 3-replica Redis Cluster (ports 7100-7105)
 
@@ -121,6 +125,39 @@ async function main(argvIn: string[]): Promise<number> {
           for (const m of c.members) console.log(`  ${m.name.padEnd(12)} ${m.role.padEnd(13)} ${m.host}:${m.port}  pid ${m.pid ?? '-'}  lag ${m.lagBytes ?? '-'}`);
         }
         for (const n of redis.nodes) console.log(`redis ${n.host}:${n.port} ${n.role} pid ${n.pid ?? '-'}`);
+      }
+      return 0;
+    }
+    case 'shard': {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: { shards: { type: 'string' }, to: { type: 'string' } },
+      });
+      const range = /^(\d+)-(\d+)$/.exec(values.shards ?? '');
+      if (positionals[0] !== 'move' || !range || !values.to) {
+        console.error('usage: meridian shard move --shards FROM-TO --to CLUSTER --topology FILE');
+        return 2;
+      }
+      if (!config.topologyFile) throw new ConfigError('shard move needs --topology FILE (or MERIDIAN_TOPOLOGY)');
+      const topology = await loadTopology(config.topologyFile);
+      const db = await openDatabases(config, log);
+      const shardMap = new ShardMapWatcher(db.dbs, log);
+      try {
+        await shardMap.start();
+        const from = Number(range[1]);
+        const source = (await clusterStatus(topology, config.dataDir)).find((c) => c.name === db.dbs.ownerOf(from).spec.name);
+        const primary = source?.members.find((m) => m.role === 'primary');
+        if (!primary) throw new Error(`the cluster owning shard ${from} has no primary now`);
+        const report = await moveShards(
+          db.dbs,
+          { from, to: Number(range[2]), target: values.to, sourceConnInfo: primary.url },
+          (m) => console.error(m),
+        );
+        console.log(JSON.stringify(report));
+      } finally {
+        await shardMap.stop();
+        await db.close();
       }
       return 0;
     }
