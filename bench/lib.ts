@@ -24,6 +24,8 @@ export interface BenchOptions {
   readonly rounds: number;
   /** Concurrency override (HTTP connections or closed-loop workers); undefined = scenario default. */
   readonly connections: number | undefined;
+  /** Values of the scenario's own flags (Scenario.flags), by name. */
+  readonly flags?: Readonly<Record<string, string | boolean | undefined>>;
 }
 
 export interface Scenario {
@@ -31,6 +33,8 @@ export interface Scenario {
   readonly summary: string;
   /** Extra usage text (required environment and the like), printed by `npm run bench`. */
   readonly usage?: string;
+  /** Flags of this scenario beyond the common ones, e.g. { products: { type: 'string' } }. */
+  readonly flags?: Readonly<Record<string, { type: 'string' | 'boolean' }>>;
   run(options: BenchOptions): Promise<void>;
 }
 
@@ -82,6 +86,7 @@ export class LatencyRecorder {
       meanMs: this.n ? total / this.n : Number.NaN,
       p50Ms: percentile(sorted, 50),
       p90Ms: percentile(sorted, 90),
+      p95Ms: percentile(sorted, 95),
       p99Ms: percentile(sorted, 99),
       maxMs: this.n ? sorted[this.n - 1]! : Number.NaN,
     };
@@ -93,6 +98,8 @@ export interface LatencySummary {
   meanMs: number;
   p50Ms: number;
   p90Ms: number;
+  /** Optional: summaries built by hand elsewhere may not have it. */
+  p95Ms?: number;
   p99Ms: number;
   maxMs: number;
 }
@@ -282,9 +289,10 @@ export interface KeepAliveClient {
 /**
  * Plain node:http with a keep-alive agent, for measured loops that autocannon cannot express:
  * cheaper per request than fetch, and the bench shares the machine with the server.
+ * `agentOptions` adds to the agent's (e.g. maxFreeSockets, to keep more than 256 warm sockets).
  */
-export function keepAliveClient(baseUrl: string, maxSockets: number, timeoutMs = 30_000): KeepAliveClient {
-  const agent = new http.Agent({ keepAlive: true, maxSockets });
+export function keepAliveClient(baseUrl: string, maxSockets: number, timeoutMs = 30_000, agentOptions: http.AgentOptions = {}): KeepAliveClient {
+  const agent = new http.Agent({ keepAlive: true, maxSockets, ...agentOptions });
   const base = new URL(baseUrl);
   return {
     request(method, urlPath, headers, body) {
@@ -478,6 +486,7 @@ export interface PhaseMedians {
   rounds: number;
   perSecond: number;
   p50Ms: number;
+  p95Ms: number;
   p99Ms: number;
   completed: number;
   statuses: Record<string, number>;
@@ -493,6 +502,7 @@ export function mediansOf(phase: string, results: readonly PhaseResult[]): Phase
     rounds: mine.length,
     perSecond: median(mine.map((r) => r.perSecond)),
     p50Ms: median(mine.map((r) => r.latency.p50Ms)),
+    p95Ms: median(mine.map((r) => r.latency.p95Ms ?? Number.NaN)),
     p99Ms: median(mine.map((r) => r.latency.p99Ms)),
     completed: mine.reduce((n, r) => n + r.completed, 0),
     statuses,
@@ -550,6 +560,8 @@ export interface ResultsFile {
   ratios: Record<string, Ratios>;
   phases: PhaseResult[];
   notes?: string[];
+  /** Anything else a scenario measured (e.g. sizes, build times, quality checks). */
+  details?: Record<string, unknown>;
 }
 
 /** Writes bench/results/<scenario>.json (via a temporary file, so a crash leaves no half file). */

@@ -53,10 +53,14 @@ function positiveInt(raw: string | undefined, name: string, fallback: number | u
 }
 
 async function main(argv: string[]): Promise<number> {
+  // A scenario may take flags of its own (Scenario.flags): find it first, then parse with them.
+  const named = argv.find((a) => !a.startsWith('-'));
+  const own = named && scenarioNames().includes(named) ? ((await loadScenario(named)).flags ?? {}) : {};
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
     options: {
+      ...own,
       duration: { type: 'string' },
       rounds: { type: 'string' },
       connections: { type: 'string' },
@@ -78,6 +82,7 @@ async function main(argv: string[]): Promise<number> {
     durationS: positiveInt(values.duration ?? process.env.BENCH_DURATION_S, '--duration', 10)!,
     rounds: positiveInt(values.rounds ?? process.env.BENCH_ROUNDS, '--rounds', 3)!,
     connections: positiveInt(values.connections, '--connections', undefined),
+    flags: Object.fromEntries(Object.keys(own).map((k) => [k, (values as Record<string, string | boolean | undefined>)[k]])),
   };
   try {
     await scenario.run(options);
