@@ -15,10 +15,11 @@ import { UsersService } from './modules/users/service.ts';
 import { authHooks } from './modules/users/auth.ts';
 import { userRoutes } from './modules/users/routes.ts';
 import { CatalogService, PRODUCT_CACHE, PRODUCT_LIST_CACHE, type Product, type ProductPage } from './modules/catalog/service.ts';
-import { Cache, CacheBus } from './platform/cache.ts';
+import { Cache, CacheBus, RedisCacheL2, type CacheL2 } from './platform/cache.ts';
+import { Counter } from 'prom-client';
 import { formatLsn, ReplicaSet } from './platform/replicas.ts';
 import { catalogRoutes } from './modules/catalog/routes.ts';
-import { SearchService } from './modules/search/service.ts';
+import { SEARCH_RESULTS_CACHE, SEARCH_SUGGEST_CACHE, SearchService, type SearchResult, type Suggestions } from './modules/search/service.ts';
 import { searchRoutes } from './modules/search/routes.ts';
 import { InventoryService } from './modules/inventory/service.ts';
 import { PostgresBatchedGate, PostgresGate, type InventoryGate } from './modules/inventory/gate.ts';
@@ -55,6 +56,13 @@ export interface Services {
 export interface ServiceOptions {
   /** A Redis client to use instead of one built from the configuration (tests). */
   redis?: RedisClient;
+  /**
+   * The Redis client of the shared cache level (L2); null for none. Default: one built from
+   * REDIS_URL / REDIS_CLUSTER_NODES when set, else none (the in-process level alone).
+   */
+  cacheRedis?: RedisClient | null;
+  /** Key prefix of the shared cache level in Redis (tests sharing one Redis keep apart). */
+  cacheRedisPrefix?: string;
   paymentProvider?: PaymentProvider;
   /** Default process metrics (CPU, heap); off in tests that build many apps. */
   defaultMetrics?: boolean;
@@ -82,16 +90,50 @@ function buildGate(config: Config, dbs: Databases, log: Logger, metrics: Metrics
   }
 }
 
+/** Redis as the shared cache level when configured; its lookups are counted per cache and result. */
+function buildCacheL2(config: Config, metrics: Metrics, override: RedisClient | null | undefined, prefix: string | undefined): CacheL2 | undefined {
+  const redis = override === undefined
+    ? createRedis({ url: config.redisUrl, clusterNodes: config.redisClusterNodes, commandTimeoutMs: config.redisCommandTimeoutMs })
+    : override ?? undefined;
+  if (!redis) return undefined;
+  const requests = new Counter({
+    name: 'meridian_cache_l2_requests_total',
+    help: 'Redis cache level (L2) lookups after an in-process miss, by cache and result (hit, miss, stale: older than the client\'s last write, error); meridian_cache_requests_total counts the in-process level (L1)',
+    labelNames: ['cache', 'result'],
+    registers: [metrics.registry],
+  });
+  // Group counters must outlive every entry: twice the longest TTL above (60 s).
+  return new RedisCacheL2(redis, { requests, ownsClient: override === undefined, groupTtlMs: 120_000, prefix });
+}
+
 export function buildServices(config: Config, dbs: Databases, log: Logger, options: ServiceOptions = {}): Services {
   const metrics = createMetrics(options.defaultMetrics ?? true);
   const users = new UsersService(dbs, config.sessionTtlMs);
-  const cacheBus = new CacheBus(dbs.core('catalog'));
+  const l2 = buildCacheL2(config, metrics, options.cacheRedis, options.cacheRedisPrefix);
+  const l2InvalidationErrors = new Counter({
+    name: 'meridian_cache_l2_invalidation_errors_total',
+    help: 'Invalidations that could not reach the Redis cache level (its entries then live until their TTL)',
+    registers: [metrics.registry],
+  });
+  const cacheBus = new CacheBus(dbs.core('catalog'), l2, () => l2InvalidationErrors.inc());
   const caches = {
-    product: new Cache<Product>({ name: PRODUCT_CACHE, maxEntries: 50_000, ttlMs: 60_000, jitter: 0.1, requests: metrics.cacheRequests }),
-    list: new Cache<ProductPage>({ name: PRODUCT_LIST_CACHE, maxEntries: 5_000, ttlMs: 10_000, jitter: 0.1, requests: metrics.cacheRequests }),
+    product: new Cache<Product>({ name: PRODUCT_CACHE, maxEntries: 50_000, ttlMs: 60_000, jitter: 0.1, requests: metrics.cacheRequests, l2 }),
+    list: new Cache<ProductPage>({ name: PRODUCT_LIST_CACHE, maxEntries: 5_000, ttlMs: 10_000, jitter: 0.1, requests: metrics.cacheRequests, l2 }),
   };
   cacheBus.register(PRODUCT_CACHE, caches.product as Cache<unknown>);
   cacheBus.register(PRODUCT_LIST_CACHE, caches.list as Cache<unknown>);
+  const searchCaches = {
+    // Any product change evicts every result (a changed product may enter or leave any query),
+    // so the TTL only bounds how long a quiet catalog serves one computation.
+    results: new Cache<SearchResult>({ name: SEARCH_RESULTS_CACHE, maxEntries: 10_000, ttlMs: 30_000, jitter: 0.1, requests: metrics.cacheRequests, l2 }),
+    suggestions: new Cache<Suggestions>({ name: SEARCH_SUGGEST_CACHE, maxEntries: 10_000, ttlMs: 60_000, jitter: 0.1, requests: metrics.cacheRequests, l2 }),
+  };
+  const searchQueries = new Counter({
+    name: 'meridian_search_queries_total',
+    help: 'Searches computed (cache misses) by how they were answered: exact (every match ranked), window (the most popular matches ranked; total estimated), corrected (typos fixed), empty',
+    labelNames: ['mode'],
+    registers: [metrics.registry],
+  });
   const catalogReplicas = new ReplicaSet(
     'catalog',
     dbs.core('catalog'),
@@ -102,7 +144,7 @@ export function buildServices(config: Config, dbs: Databases, log: Logger, optio
     metrics.replicaLag,
   );
   const catalog = new CatalogService(dbs, catalogReplicas, caches);
-  const search = new SearchService(dbs, catalog, catalogReplicas);
+  const search = new SearchService(dbs, catalog, catalogReplicas, { caches: searchCaches, bus: cacheBus, queries: searchQueries });
   const inventory = new InventoryService(dbs, buildGate(config, dbs, log, metrics, options.redis));
   const carts = new CartsService(dbs, catalog);
   const payments = new PaymentsService(dbs, options.paymentProvider ?? new TestPaymentProvider());
@@ -184,7 +226,7 @@ export async function buildApp(s: Services): Promise<FastifyInstance> {
   const auth = authHooks(s.users);
   userRoutes(app, s.users, auth);
   catalogRoutes(app, s.catalog, auth);
-  searchRoutes(app, s.search);
+  searchRoutes(app, s.search, auth);
   inventoryRoutes(app, s.inventory, s.catalog, auth);
   cartRoutes(app, s.carts, auth);
   orderRoutes(app, s.orders, s.saga, auth, s.metrics, s.users);

@@ -1,6 +1,7 @@
 // The `meridian` command: start, migrate, seed.
 import { parseArgs } from 'node:util';
 import { buildServices } from './app.ts';
+import type { ReindexProgress } from './modules/search/service.ts';
 import { ConfigError, loadConfig } from './platform/config.ts';
 import { createLogger } from './platform/logging.ts';
 import { openDatabases, startPlatform, stopOnSignals } from './server.ts';
@@ -19,6 +20,10 @@ Commands:
   seed [--demo]             seed the demo catalog (if the catalog is empty)
   seed --users N --products N --orders N
                             bulk-generate a large data set with COPY, showing progress
+  search reindex [--bands-only]
+                            rebuild the search index from the catalog (documents, vocabulary,
+                            statistics, popularity-band indexes) online, showing progress;
+                            --bands-only rebuilds the popularity bands alone
   cluster up|down|status [--topology FILE] [--json] [--purge]
                             PostgreSQL clusters under Patroni + etcd, and the Redis Cluster,
                             of a topology file (default topologies/local.yaml)
@@ -90,6 +95,45 @@ async function main(argvIn: string[]): Promise<number> {
           await services.relay.drain();
         }
       } finally {
+        await db.close();
+      }
+      return 0;
+    }
+    case 'search': {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { 'bands-only': { type: 'boolean' } } });
+      if (positionals[0] !== 'reindex' || positionals.length > 1) {
+        console.error('usage: meridian search reindex [--bands-only]');
+        return 2;
+      }
+      const db = await openDatabases(config, log);
+      const services = buildServices(config, db.dbs, log, { defaultMetrics: false });
+      const started = Date.now();
+      const stamp = (): string => `[${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s]`;
+      const tty = process.stderr.isTTY;
+      let lastLine = 0;
+      const show = (p: ReindexProgress): void => {
+        const counted = p.done !== undefined && p.total ? ` ${p.done.toLocaleString('en-US')}/${p.total.toLocaleString('en-US')} (${Math.floor((100 * p.done) / p.total)}%)` : '';
+        const line = `${stamp()} ${p.phase.padEnd(10)} ${p.message}${counted}`;
+        // Documents report every page: rewrite one line on a terminal, print every few seconds otherwise.
+        if (p.phase === 'documents' && p.done !== p.total) {
+          if (tty) process.stderr.write(`\r\x1b[2K${line}`);
+          else if (Date.now() - lastLine >= 5_000) process.stderr.write(`${line}\n`);
+          lastLine = Date.now();
+          return;
+        }
+        process.stderr.write(`${tty ? '\r\x1b[2K' : ''}${line}\n`);
+      };
+      try {
+        await services.cacheBus.start();
+        if (values['bands-only']) {
+          const bands = await services.search.rebuildBands(show);
+          console.log(JSON.stringify({ bands }, null, 2));
+        } else {
+          const report = await services.search.reindexAll(show);
+          console.log(JSON.stringify(report, null, 2));
+        }
+      } finally {
+        await services.cacheBus.stop();
         await db.close();
       }
       return 0;

@@ -1099,7 +1099,7 @@ describe('platform routes', () => {
     ['GET', '/v1/me/addresses'], ['POST', '/v1/me/addresses'], ['DELETE', '/v1/me/addresses/{id}'],
     ['GET', '/v1/products'], ['GET', '/v1/products/{id}'], ['GET', '/v1/brands'], ['GET', '/v1/categories'],
     ['POST', '/v1/admin/products'], ['PATCH', '/v1/admin/products/{id}'], ['POST', '/v1/admin/brands'], ['POST', '/v1/admin/categories'],
-    ['GET', '/v1/search'],
+    ['GET', '/v1/search'], ['GET', '/v1/search/suggest'], ['GET', '/v1/admin/search/synonyms'], ['PUT', '/v1/admin/search/synonyms'],
     ['GET', '/v1/inventory/{sku}'], ['POST', '/v1/admin/inventory/receipts'], ['POST', '/v1/admin/inventory/adjustments'],
     ['POST', '/v1/admin/inventory/returns'], ['GET', '/v1/admin/inventory/locations'], ['PUT', '/v1/admin/inventory/locations/{id}'],
     ['POST', '/v1/carts'], ['GET', '/v1/carts/{id}'], ['POST', '/v1/carts/{id}/lines'], ['PATCH', '/v1/carts/{id}/lines/{lineId}'],

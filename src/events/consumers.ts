@@ -4,7 +4,7 @@ import type { OutboxRelay } from './outbox.ts';
 import { staleKeysFor, type CatalogService } from '../modules/catalog/service.ts';
 import type { CacheBus } from '../platform/cache.ts';
 import type { InventoryService } from '../modules/inventory/service.ts';
-import type { SearchService } from '../modules/search/service.ts';
+import { searchStaleKeys, type SearchService } from '../modules/search/service.ts';
 
 export function wireConsumers(
   relay: OutboxRelay,
@@ -18,6 +18,6 @@ export function wireConsumers(
   relay.subscribe('product.changed', async (events) => {
     const productIds = [...new Set(events.map((e) => String(e.payload.productId)))];
     for (const productId of productIds) await s.search.reindexProduct(productId);
-    await s.cacheBus.publish(productIds.flatMap(staleKeysFor));
+    await s.cacheBus.publish([...productIds.flatMap(staleKeysFor), ...searchStaleKeys()]);
   });
 }
