@@ -6,9 +6,9 @@ import { ConfigError, loadConfig } from './platform/config.ts';
 import { createLogger } from './platform/logging.ts';
 import { openDatabases, startPlatform, stopOnSignals } from './server.ts';
 import { catalogIsEmpty, seedDemo } from './seed/demo.ts';
-import { defaultRedisClusterSpec, redisClusterDown, redisClusterStatus, redisClusterUp, type RedisClusterSpec } from './cluster/redis-cluster.ts';
+import { defaultRedisClusterSpec, redisClusterDown, redisClusterStatus, redisClusterUp, redisSpecOfTopology } from './cluster/redis-cluster.ts';
 import { clusterDown, clusterStatus, clusterUp } from './cluster/pg-cluster.ts';
-import { loadTopology, type Topology } from './cluster/topology.ts';
+import { loadTopology } from './cluster/topology.ts';
 import { ShardMapWatcher } from './cluster/shard-map.ts';
 import { moveShards } from './cluster/shard-move.ts';
 
@@ -33,16 +33,6 @@ Commands:
                             a local 3-master / 3-replica Redis Cluster (ports 7100-7105)
 
 Configuration is read from the environment; see README.md.`;
-
-function redisSpecFor(t: Topology, dataDir: string): RedisClusterSpec {
-  const nodes = t.redis?.nodes ?? [];
-  return {
-    ...defaultRedisClusterSpec(dataDir),
-    host: nodes[0]?.split(':')[0] ?? '127.0.0.1',
-    ports: nodes.map((n) => Number(n.split(':')[1])),
-    replicasPerMaster: t.redis?.replicasPerMaster ?? 1,
-  };
-}
 
 /** `--topology FILE` anywhere on the line is the same as MERIDIAN_TOPOLOGY=FILE. */
 function topologyFlag(args: string[]): { args: string[]; env: NodeJS.ProcessEnv } {
@@ -145,7 +135,7 @@ async function main(argvIn: string[]): Promise<number> {
         options: { topology: { type: 'string' }, json: { type: 'boolean' }, purge: { type: 'boolean' } },
       });
       const topology = await loadTopology(values.topology ?? process.env.MERIDIAN_TOPOLOGY ?? 'topologies/local.yaml');
-      const redisSpec = topology.redis ? redisSpecFor(topology, config.dataDir) : undefined;
+      const redisSpec = topology.redis ? redisSpecOfTopology(topology, config.dataDir) : undefined;
       const action = positionals[0];
       const started = Date.now();
       if (action === 'up') {

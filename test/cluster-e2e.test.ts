@@ -2,29 +2,20 @@
 // standbys → `meridian cluster down`, on real PostgreSQL 15 clusters under Patroni and etcd.
 // Uses its own data directory and ports, so it runs beside anything else.
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import postgres from 'postgres';
-import { parse, stringify } from 'yaml';
 import { buildApp, buildServices, type Services } from '../src/app.ts';
 import { clusterCredentials, clusterDown, clusterSpecs, clusterStatus, clusterUp, type ClusterStatus } from '../src/cluster/pg-cluster.ts';
-import { parseTopology, type Topology } from '../src/cluster/topology.ts';
+import type { Topology } from '../src/cluster/topology.ts';
 import { loadConfig } from '../src/platform/config.ts';
 import { Databases } from '../src/platform/db.ts';
 import { shardOfId } from '../src/platform/ids.ts';
-
-async function testTopology(): Promise<Topology> {
-  const local = parse(await readFile(new URL('../topologies/local.yaml', import.meta.url), 'utf8')) as Topology;
-  const shift = 1000 + Math.floor(Math.random() * 40) * 100; // away from local.yaml's ports
-  local.etcd = { clientPort: local.etcd.clientPort + shift, peerPort: local.etcd.peerPort + shift };
-  for (const c of local.clusters) for (const m of c.members) Object.assign(m, { port: m.port + shift, restPort: m.restPort + shift });
-  delete local.redis; // the gate is not under test here
-  return parseTopology(stringify(local));
-}
+import { PORT_SHIFT, shiftedLocalTopology } from './cluster-helpers.ts';
 
 describe('cluster up → journey → down', { timeout: 300_000 }, () => {
   let dataDir: string;
@@ -36,7 +27,7 @@ describe('cluster up → journey → down', { timeout: 300_000 }, () => {
 
   before(async () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'meridian-cluster-'));
-    topology = await testTopology();
+    topology = await shiftedLocalTopology(PORT_SHIFT.clusterE2e);
     const started = Date.now();
     await clusterUp(topology, dataDir);
     await clusterUp(topology, dataDir); // idempotent: a second run changes nothing
@@ -125,7 +116,14 @@ describe('cluster up → journey → down', { timeout: 300_000 }, () => {
     const admin = await s.users.login('admin@cluster.test', 'admin-password-1');
     const product = (await s.catalog.listProducts({ limit: 1, cursor: undefined, currency: 'USD' })).items[0]!;
     try {
-      for (const sb of standbys) await sb`SELECT pg_wal_replay_pause()`;
+      for (const sb of standbys) {
+        await sb`SELECT pg_wal_replay_pause()`;
+        // The pause is a request: replay stops at its next record. Wait until it has.
+        for (let i = 0; (await sb`SELECT pg_get_wal_replay_pause_state() AS s`)[0]?.s !== 'paused'; i++) {
+          if (i > 100) assert.fail('replay did not pause');
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
       const patched = await app.inject({
         method: 'PATCH', url: `/v1/admin/products/${product.id}`, headers: { authorization: `Bearer ${admin.token}` }, payload: { title: 'Renamed while paused' },
       });

@@ -3,6 +3,9 @@
 // one local etcd as its consensus store. Never home-made replication or consensus.
 // PostgreSQL and Patroni run as the unprivileged `postgres` user; state lives under
 // <dataDir>/cluster. Every step is idempotent, so `up` is safe to run twice.
+// Every cluster archives its WAL continuously into the topology's pgBackRest repository
+// (pgbackrest.ts), and its stanza is created right after bootstrap: backups and point-in-time
+// restore (backup.ts) need nothing else.
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, openSync } from 'node:fs';
@@ -14,9 +17,10 @@ import { stringify } from 'yaml';
 import { migrate } from '../platform/migrate.ts';
 import type { ClusterSpec, Role } from '../platform/db.ts';
 import type { Topology, TopologyCluster, TopologyMember } from './topology.ts';
+import { archiveCommand, backrestConfig, backrestConfigFile, backrestPaths, pgbackrest, prepareBackrestDirs, stanzaOf } from './pgbackrest.ts';
 
 const run = promisify(execFile);
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export interface ClusterCredentials {
   superuser: string;
@@ -41,18 +45,18 @@ export interface ClusterStatus {
   members: MemberStatus[];
 }
 
-interface Paths {
+export interface Paths {
   root: string;
   etcd: string;
   member(m: TopologyMember): string;
 }
 
-function pathsFor(dataDir: string): Paths {
+export function pathsFor(dataDir: string): Paths {
   const root = path.join(path.resolve(dataDir), 'cluster');
   return { root, etcd: path.join(root, 'etcd'), member: (m) => path.join(root, 'members', m.name) };
 }
 
-const hostOf = (m: TopologyMember): string => m.host ?? '127.0.0.1';
+export const hostOf = (m: TopologyMember): string => m.host ?? '127.0.0.1';
 
 export async function clusterCredentials(dataDir: string): Promise<ClusterCredentials> {
   const { root } = pathsFor(dataDir);
@@ -90,7 +94,7 @@ export function clusterSpecs(t: Topology, creds: ClusterCredentials): ClusterSpe
 
 async function requireBinaries(t: Topology): Promise<void> {
   const missing: string[] = [];
-  for (const bin of ['patroni', 'etcd']) {
+  for (const bin of ['patroni', 'etcd', 'pgbackrest']) {
     try {
       await run('sh', ['-c', `command -v ${bin}`]);
     } catch {
@@ -101,7 +105,7 @@ async function requireBinaries(t: Topology): Promise<void> {
   if (missing.length) throw new Error(`missing: ${missing.join(', ')} — run scripts/bootstrap.sh --cluster (installs postgresql, patroni, etcd-server, pgbackrest)`);
 }
 
-async function postgresIds(): Promise<{ uid: number; gid: number }> {
+export async function postgresIds(): Promise<{ uid: number; gid: number }> {
   const { stdout } = await run('id', ['-u', 'postgres']);
   const { stdout: g } = await run('id', ['-g', 'postgres']);
   return { uid: Number(stdout.trim()), gid: Number(g.trim()) };
@@ -121,7 +125,7 @@ function spawnDetached(command: string, args: string[], logFile: string, uid?: n
   return child.pid;
 }
 
-function processAlive(pid: number | null): boolean {
+export function processAlive(pid: number | null): boolean {
   if (!pid) return false;
   try {
     process.kill(pid, 0);
@@ -131,7 +135,7 @@ function processAlive(pid: number | null): boolean {
   }
 }
 
-async function readPid(file: string): Promise<number | null> {
+export async function readPid(file: string): Promise<number | null> {
   try {
     return Number((await readFile(file, 'utf8')).split('\n')[0]?.trim()) || null;
   } catch {
@@ -139,7 +143,7 @@ async function readPid(file: string): Promise<number | null> {
   }
 }
 
-async function startEtcd(t: Topology, p: Paths, progress: (m: string) => void): Promise<void> {
+export async function startEtcd(t: Topology, p: Paths, progress: (m: string) => void): Promise<void> {
   const health = `http://127.0.0.1:${t.etcd.clientPort}/health`;
   if (await httpJson(health).then(() => true, () => false)) return progress('etcd: already running');
   await mkdir(p.etcd, { recursive: true });
@@ -159,7 +163,45 @@ async function startEtcd(t: Topology, p: Paths, progress: (m: string) => void): 
   progress('etcd: started');
 }
 
-function patroniConfig(t: Topology, c: TopologyCluster, m: TopologyMember, dir: string, creds: ClusterCredentials): string {
+/** How a member is configured beyond the topology: archiving, and a restore instead of initdb. */
+export interface MemberOptions {
+  /**
+   * Archive WAL into the repository. Off only for the scratch clusters of a restore drill: a
+   * restored copy must never push its new timeline into the live stanza (ENGINES.md).
+   */
+  archive: boolean;
+  /**
+   * Bootstrap by restoring from pgBackRest (Patroni's custom bootstrap method) instead of initdb:
+   * `script` restores the data directory; Patroni then recovers it to targetTime with
+   * restoreCommand, promotes it, and the other members clone it.
+   */
+  restore?: { script: string; targetTime: string; restoreCommand: string };
+}
+
+function bootstrapMethod(o: MemberOptions): Record<string, unknown> {
+  if (!o.restore) return {};
+  return {
+    method: 'pgbackrest',
+    pgbackrest: {
+      command: `/bin/sh ${o.restore.script}`,
+      no_params: true,
+      // Patroni writes these recovery settings itself and strips pgBackRest's copies from
+      // postgresql.auto.conf, so nothing of the restore survives into the clones (a standby
+      // inheriting recovery_target_time would stop replaying there).
+      keep_existing_recovery_conf: false,
+      recovery_conf: {
+        restore_command: o.restore.restoreCommand,
+        recovery_target_time: o.restore.targetTime,
+        // "Committed before T": a commit stamped exactly T is not included.
+        recovery_target_inclusive: 'false',
+        recovery_target_action: 'promote',
+        recovery_target_timeline: 'latest',
+      },
+    },
+  };
+}
+
+function patroniConfig(t: Topology, c: TopologyCluster, m: TopologyMember, dir: string, creds: ClusterCredentials, o: MemberOptions): string {
   return stringify({
     scope: `meridian-${c.name}`,
     namespace: '/meridian/',
@@ -191,6 +233,7 @@ function patroniConfig(t: Topology, c: TopologyCluster, m: TopologyMember, dir: 
         },
       },
       initdb: [{ encoding: 'UTF8' }, { locale: 'C.UTF-8' }, 'data-checksums'],
+      ...bootstrapMethod(o),
       pg_hba: [
         'local all all trust',
         `host replication replicator 127.0.0.1/32 scram-sha-256`,
@@ -208,23 +251,50 @@ function patroniConfig(t: Topology, c: TopologyCluster, m: TopologyMember, dir: 
         replication: { username: 'replicator', password: creds.replicationPassword },
         rewind: { username: creds.superuser, password: creds.superuserPassword },
       },
-      parameters: { unix_socket_directories: dir },
+      // Per member, not in the DCS: each member's archive_command names its own pgbackrest.conf.
+      parameters: {
+        unix_socket_directories: dir,
+        archive_mode: o.archive ? 'on' : 'off',
+        archive_command: o.archive ? archiveCommand(dir, c) : '/bin/true',
+        // A quiet cluster still closes a WAL segment every minute, so the newest restorable
+        // moment is never more than a minute old (the RPO of a restore; failover loses nothing).
+        archive_timeout: o.archive ? 60 : 0,
+      },
     },
     tags: { nosync: m.nosync === true, nofailover: false, noloadbalance: false, clonefrom: false },
     watchdog: { mode: 'off' },
   });
 }
 
-async function startMember(t: Topology, c: TopologyCluster, m: TopologyMember, p: Paths, creds: ClusterCredentials, ids: { uid: number; gid: number }, progress: (msg: string) => void): Promise<void> {
-  const dir = p.member(m);
-  const pidFile = path.join(dir, 'patroni.pid');
-  if (processAlive(await readPid(pidFile))) return progress(`${m.name}: already running`);
+/** Writes the member's patroni.yml and pgbackrest.conf; true if patroni.yml changed. */
+export async function writeMemberConfig(t: Topology, c: TopologyCluster, m: TopologyMember, dataDir: string, creds: ClusterCredentials, ids: { uid: number; gid: number }, o: MemberOptions): Promise<boolean> {
+  const dir = pathsFor(dataDir).member(m);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await chmod(dir, 0o700);
   await chown(dir, ids.uid, ids.gid);
+  const backrest = backrestConfigFile(dir);
+  await writeFile(backrest, backrestConfig(t, c, m, dir, backrestPaths(t, dataDir), creds.superuser), { mode: 0o600 });
+  await chown(backrest, ids.uid, ids.gid);
   const config = path.join(dir, 'patroni.yml');
-  await writeFile(config, patroniConfig(t, c, m, dir, creds), { mode: 0o600 });
+  const text = patroniConfig(t, c, m, dir, creds, o);
+  const before = await readFile(config, 'utf8').catch(() => '');
+  await writeFile(config, text, { mode: 0o600 });
   await chown(config, ids.uid, ids.gid);
+  return before !== text;
+}
+
+export async function startMember(t: Topology, c: TopologyCluster, m: TopologyMember, dataDir: string, creds: ClusterCredentials, ids: { uid: number; gid: number }, o: MemberOptions, progress: (msg: string) => void): Promise<void> {
+  const dir = pathsFor(dataDir).member(m);
+  const pidFile = path.join(dir, 'patroni.pid');
+  const changed = await writeMemberConfig(t, c, m, dataDir, creds, ids, o);
+  const running = await readPid(pidFile);
+  if (processAlive(running)) {
+    // A member started by an earlier version of this file picks up what changed (archiving)
+    // on a reload; settings that need a restart show as pending_restart in Patroni.
+    if (changed) process.kill(running!, 'SIGHUP');
+    return progress(`${m.name}: already running${changed ? ' (configuration reloaded)' : ''}`);
+  }
+  const config = path.join(dir, 'patroni.yml');
   const log = path.join(dir, 'patroni.log');
   await writeFile(log, '', { flag: 'a' });
   await chown(log, ids.uid, ids.gid);
@@ -243,7 +313,7 @@ interface PatroniMember {
   lag?: number | string;
 }
 
-async function patroniCluster(c: TopologyCluster): Promise<PatroniMember[] | undefined> {
+export async function patroniCluster(c: TopologyCluster): Promise<PatroniMember[] | undefined> {
   for (const m of c.members) {
     try {
       const body = (await httpJson(`http://${hostOf(m)}:${m.restPort}/cluster`)) as { members?: PatroniMember[] };
@@ -255,7 +325,7 @@ async function patroniCluster(c: TopologyCluster): Promise<PatroniMember[] | und
   return undefined;
 }
 
-async function waitForCluster(c: TopologyCluster, timeoutMs: number, progress: (msg: string) => void): Promise<void> {
+export async function waitForCluster(c: TopologyCluster, timeoutMs: number, progress: (msg: string) => void): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   for (;;) {
@@ -311,10 +381,28 @@ export async function clusterUp(t: Topology, dataDir: string, progress: (msg: st
   const creds = await clusterCredentials(dataDir);
   const ids = await postgresIds();
   await startEtcd(t, p, progress);
-  for (const c of t.clusters) for (const m of c.members) await startMember(t, c, m, p, creds, ids, progress);
+  await prepareBackrestDirs(backrestPaths(t, dataDir), ids);
+  for (const c of t.clusters) for (const m of c.members) await startMember(t, c, m, dataDir, creds, ids, { archive: true }, progress);
   for (const c of t.clusters) await waitForCluster(c, 120_000, progress);
+  // Right after bootstrap: until the stanza exists every archive-push fails and WAL piles up.
+  for (const c of t.clusters) await createStanza(t, c, dataDir, progress);
   for (const c of t.clusters) await prepareDatabase(t, c, creds, progress);
   return clusterStatus(t, dataDir);
+}
+
+/** The member Patroni reports as leader now. */
+export async function primaryOf(c: TopologyCluster): Promise<TopologyMember | undefined> {
+  const leader = (await patroniCluster(c))?.find((x) => x.role === 'leader' && x.state === 'running');
+  return leader ? c.members.find((m) => m.name === leader.name) : undefined;
+}
+
+/** stanza-create on the primary; idempotent (an existing, matching stanza is left as it is). */
+export async function createStanza(t: Topology, c: TopologyCluster, dataDir: string, progress: (msg: string) => void): Promise<void> {
+  const primary = await primaryOf(c);
+  if (!primary) throw new Error(`${c.name}: no primary to create the pgBackRest stanza on`);
+  const ids = await postgresIds();
+  const out = await pgbackrest(backrestConfigFile(pathsFor(dataDir).member(primary)), [`--stanza=${stanzaOf(c)}`, '--log-level-console=info', 'stanza-create'], ids, { timeoutMs: 120_000 });
+  progress(`${c.name}: pgBackRest stanza ${/already exists/.test(out) ? 'already exists' : 'created'} (WAL archiving on)`);
 }
 
 export async function clusterStatus(t: Topology, dataDir: string): Promise<ClusterStatus[]> {
@@ -345,10 +433,11 @@ export async function clusterStatus(t: Topology, dataDir: string): Promise<Clust
   );
 }
 
-export async function clusterDown(t: Topology, dataDir: string, options: { purge: boolean }, progress: (msg: string) => void = () => undefined): Promise<void> {
+/** Stops the Patroni members (and with them PostgreSQL) of these clusters, in parallel. */
+export async function stopMembers(clusters: readonly TopologyCluster[], dataDir: string, progress: (msg: string) => void = () => undefined): Promise<void> {
   const p = pathsFor(dataDir);
   const stopping: Promise<void>[] = [];
-  for (const c of t.clusters) {
+  for (const c of clusters) {
     for (const m of c.members) {
       const pid = await readPid(path.join(p.member(m), 'patroni.pid'));
       if (!processAlive(pid)) continue;
@@ -361,6 +450,11 @@ export async function clusterDown(t: Topology, dataDir: string, options: { purge
     }
   }
   await Promise.all(stopping);
+}
+
+export async function clusterDown(t: Topology, dataDir: string, options: { purge: boolean }, progress: (msg: string) => void = () => undefined): Promise<void> {
+  const p = pathsFor(dataDir);
+  await stopMembers(t.clusters, dataDir, progress);
   const etcdPid = await readPid(path.join(p.etcd, 'etcd.pid'));
   if (processAlive(etcdPid)) {
     process.kill(etcdPid!, 'SIGTERM');

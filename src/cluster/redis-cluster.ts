@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import type { Topology } from './topology.ts';
 
 const run = promisify(execFile);
 
@@ -32,6 +33,17 @@ export function defaultRedisClusterSpec(dataDir: string, basePort = 7100): Redis
     ports: Array.from({ length: 6 }, (_, i) => basePort + i),
     replicasPerMaster: 1,
     nodeTimeoutMs: 2_000,
+  };
+}
+
+/** The Redis Cluster a topology file names, with its state under <dataDir>/redis-cluster. */
+export function redisSpecOfTopology(t: Topology, dataDir: string): RedisClusterSpec {
+  const nodes = t.redis?.nodes ?? [];
+  return {
+    ...defaultRedisClusterSpec(dataDir),
+    host: nodes[0]?.split(':')[0] ?? '127.0.0.1',
+    ports: nodes.map((n) => Number(n.split(':')[1])),
+    replicasPerMaster: t.redis?.replicasPerMaster ?? 1,
   };
 }
 

@@ -20,6 +20,7 @@ describe('topology files', () => {
   it('accepts the checked-in local topology', () => {
     const t = parseTopology(local);
     assert.deepEqual(t.clusters.map((c) => c.name), ['core', 'users-a', 'users-b']);
+    assert.deepEqual(t.backup?.schedule, { full: { day: 'sunday', at: '01:00' }, incremental: { at: '01:00' }, wal: 'continuous' });
   });
 
   const bad: [string, (t: Loose) => void, RegExp][] = [
@@ -29,6 +30,11 @@ describe('topology files', () => {
     ['an unknown field', (t) => (t.clusters[0].replicas = 3), /\/clusters\/0: must not have additional properties/],
     ['two catalog clusters', (t) => t.clusters[1].roles.push('catalog'), /exactly one cluster must hold the catalog role/],
     ['a port used twice', (t) => (t.clusters[1].members[1].port = 55401), /port 55401 is used twice/],
+    ['a backup retention of one full backup', (t) => (t.backup.retention.fullBackups = 1), /\/backup\/retention\/fullBackups: must be at least 2/],
+    ['a backup time that is no time', (t) => (t.backup.schedule.full.at = '25:00'), /\/backup\/schedule\/full\/at/],
+    ['a backup day that is no weekday', (t) => (t.backup.schedule.full.day = 'someday'), /\/backup\/schedule\/full\/day/],
+    ['WAL archiving that is not continuous', (t) => (t.backup.schedule.wal = 'hourly'), /\/backup\/schedule\/wal/],
+    ['an unknown compression', (t) => (t.backup.compression = 'rar'), /\/backup\/compression/],
   ];
   for (const [what, change, message] of bad) {
     it(`rejects ${what}, naming the field`, () => {

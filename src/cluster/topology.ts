@@ -27,6 +27,39 @@ const ClusterSchema = Type.Object(
   { additionalProperties: false },
 );
 
+const Clock = Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$' });
+const Weekday = Type.Union(['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday'].map((d) => Type.Literal(d)));
+
+/**
+ * pgBackRest for every cluster. The schedule is what `meridian backup schedule` turns into
+ * crontab lines (a full backup weekly, an incremental one on the other days); WAL is archived
+ * continuously by PostgreSQL's archive_command, so any moment since the oldest kept full backup
+ * can be restored.
+ */
+const BackupSchema = Type.Object(
+  {
+    /** The repository; default <dataDir>/cluster/backup. A relative path is relative to the data dir. */
+    repository: Type.Optional(Type.String({ minLength: 1 })),
+    schedule: Type.Object(
+      {
+        full: Type.Object({ day: Weekday, at: Clock }, { additionalProperties: false }),
+        incremental: Type.Object({ at: Clock }, { additionalProperties: false }),
+        wal: Type.Literal('continuous'),
+      },
+      { additionalProperties: false },
+    ),
+    retention: Type.Object(
+      {
+        /** Full backups kept (pgBackRest repo1-retention-full); WAL older than the oldest one expires with it. */
+        fullBackups: Type.Integer({ minimum: 1, maximum: 52 }),
+      },
+      { additionalProperties: false },
+    ),
+    compression: Type.Optional(Type.Union([Type.Literal('none'), Type.Literal('gz'), Type.Literal('lz4'), Type.Literal('zst')])),
+  },
+  { additionalProperties: false },
+);
+
 export const TopologySchema = Type.Object(
   {
     version: Type.Literal(1),
@@ -38,6 +71,7 @@ export const TopologySchema = Type.Object(
       { additionalProperties: false },
     ),
     clusters: Type.Array(ClusterSchema, { minItems: 1 }),
+    backup: Type.Optional(BackupSchema),
     redis: Type.Optional(
       Type.Object(
         { nodes: Type.Array(Type.String({ pattern: '^[A-Za-z0-9.-]+:[0-9]{1,5}$' }), { minItems: 3 }), replicasPerMaster: Type.Integer({ minimum: 0, maximum: 2 }) },
@@ -51,6 +85,14 @@ export const TopologySchema = Type.Object(
 export type Topology = Static<typeof TopologySchema>;
 export type TopologyCluster = Static<typeof ClusterSchema>;
 export type TopologyMember = Static<typeof MemberSchema>;
+export type TopologyBackup = Static<typeof BackupSchema>;
+
+/** What a topology without a backup section gets: the documented default schedule. */
+export const DEFAULT_BACKUP: TopologyBackup = Object.freeze({
+  schedule: { full: { day: 'sunday', at: '01:00' }, incremental: { at: '01:00' }, wal: 'continuous' },
+  retention: { fullBackups: 2 },
+  compression: 'lz4',
+}) as TopologyBackup;
 
 export class TopologyError extends Error {}
 
@@ -82,6 +124,11 @@ function checkSemantics(t: Topology): void {
       }
     });
   });
+  // One full backup kept means that, while the next full runs, the only restorable past is the
+  // new backup's own: the window of "any moment of the last days" needs two.
+  if (t.backup && t.backup.retention.fullBackups < 2) {
+    throw new TopologyError(`/backup/retention/fullBackups: must be at least 2 (with 1, a new full backup expires every earlier restore point)`);
+  }
   const missing = owner.findIndex((o) => o === undefined);
   if (missing >= 0) throw new TopologyError(`/clusters: logical shard ${missing} has no owning cluster`);
   for (const role of ['directory', 'catalog', 'inventory'] as const) {
