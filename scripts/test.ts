@@ -1,8 +1,11 @@
 // `npm test`: runs every test file with Node's test runner against a real PostgreSQL.
-// Without TEST_DATABASE_URL it starts a throwaway embedded PostgreSQL; each test suite then
-// creates its own database on that server (see test/helpers.ts).
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+// Without TEST_DATABASE_URL it starts a throwaway server: embedded PostgreSQL 18 by default, or
+// with TEST_POSTGRES=15 Debian's PostgreSQL 15 (the engine of `meridian cluster`), so that CI
+// runs the schema and every query on both. Each test suite then creates its own database on that
+// server (see test/helpers.ts).
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { chown, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -38,6 +41,33 @@ function isFree(port: number): Promise<boolean> {
   });
 }
 
+const PG15_BIN = '/usr/lib/postgresql/15/bin';
+/** Test files that start PostgreSQL 15 clusters of their own: the PostgreSQL 15 pass skips them. */
+const OWN_CLUSTER_TESTS = /(cluster-e2e|backup-pitr|chaos)\.test\.ts$/;
+
+/** A throwaway Debian PostgreSQL 15 server (as the postgres user when run as root). */
+async function startPostgres15(dir: string, port: number): Promise<{ url: string; stop(): Promise<void> }> {
+  const run = promisify(execFile);
+  let asPostgres: { uid?: number; gid?: number } = {};
+  if (process.getuid?.() === 0) {
+    const uid = Number((await run('id', ['-u', 'postgres'])).stdout.trim());
+    const gid = Number((await run('id', ['-g', 'postgres'])).stdout.trim());
+    await chown(dir, uid, gid);
+    asPostgres = { uid, gid };
+  }
+  const data = path.join(dir, 'data');
+  await run(`${PG15_BIN}/initdb`, ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8'], asPostgres);
+  const settings = { listen_addresses: '127.0.0.1', unix_socket_directories: dir, fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', max_connections: '500', wal_level: 'logical', max_replication_slots: '20', max_wal_senders: '20' };
+  const opts = [`-p ${port}`, ...Object.entries(settings).map(([k, v]) => `-c ${k}=${v}`)].join(' ');
+  await run(`${PG15_BIN}/pg_ctl`, ['-D', data, '-o', opts, '-l', path.join(dir, 'server.log'), '-w', 'start'], asPostgres);
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    async stop() {
+      await run(`${PG15_BIN}/pg_ctl`, ['-D', data, '-m', 'immediate', 'stop'], asPostgres).catch(() => undefined);
+    },
+  };
+}
+
 async function findTests(dir: string): Promise<string[]> {
   const out: string[] = [];
   for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
@@ -53,9 +83,17 @@ async function main(): Promise<number> {
   let files = [...(await findTests('src')), ...(await findTests('test'))];
   if (filter.length > 0) files = files.filter((f) => filter.some((x) => f.includes(x)));
   let embedded: EmbeddedServer | undefined;
+  let postgres15: { stop(): Promise<void> } | undefined;
   let dataDir: string | undefined;
   const env = { ...process.env };
-  if (!env.TEST_DATABASE_URL) {
+  if (!env.TEST_DATABASE_URL && env.TEST_POSTGRES === '15') {
+    dataDir = await mkdtemp(path.join(tmpdir(), 'meridian-test-pg15-'));
+    const server = await startPostgres15(dataDir, await freePort());
+    postgres15 = server;
+    env.TEST_DATABASE_URL = server.url;
+    files = files.filter((f) => !OWN_CLUSTER_TESTS.test(f));
+    console.log(`test database: Debian PostgreSQL 15 in ${dataDir} (tests that start their own PostgreSQL 15 clusters are skipped in this pass)`);
+  } else if (!env.TEST_DATABASE_URL) {
     dataDir = await mkdtemp(path.join(tmpdir(), 'meridian-test-'));
     embedded = await startEmbeddedPostgres({
       dataDir,
@@ -95,6 +133,7 @@ async function main(): Promise<number> {
     if (cluster) await redisClusterDown(cluster, { purge: true });
     if (redisDir) await rm(redisDir, { recursive: true, force: true });
     await embedded?.stop();
+    await postgres15?.stop();
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   }
 }

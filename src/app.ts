@@ -6,7 +6,8 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
 import type { Config } from './platform/config.ts';
-import type { Databases } from './platform/db.ts';
+import { setRetryListener, type Databases } from './platform/db.ts';
+import { PrimaryWatcher } from './platform/primary-watch.ts';
 import { installErrorHandling, type App } from './platform/http.ts';
 import { createMetrics, type Metrics } from './platform/metrics.ts';
 import { OutboxRelay } from './events/outbox.ts';
@@ -51,6 +52,8 @@ export interface Services {
   cacheBus: CacheBus;
   /** Standbys of the catalog cluster (none on one node: reads go to the primary). */
   catalogReplicas: ReplicaSet;
+  /** Which clusters have a reachable primary (started by the server; probed on demand otherwise). */
+  primaries: PrimaryWatcher;
 }
 
 export interface ServiceOptions {
@@ -157,7 +160,9 @@ export function buildServices(config: Config, dbs: Databases, log: Logger, optio
   });
   const relay = new OutboxRelay(dbs, log, config.outboxPollIntervalMs);
   wireConsumers(relay, { catalog, inventory, search, cacheBus });
-  return { config, dbs, log, metrics, users, catalog, search, inventory, carts, payments, orders, saga, relay, cacheBus, catalogReplicas };
+  const primaries = new PrimaryWatcher(dbs, metrics, log);
+  setRetryListener(() => metrics.dbRetries.inc());
+  return { config, dbs, log, metrics, users, catalog, search, inventory, carts, payments, orders, saga, relay, cacheBus, catalogReplicas, primaries };
 }
 
 export async function buildApp(s: Services): Promise<FastifyInstance> {
@@ -188,36 +193,31 @@ export async function buildApp(s: Services): Promise<FastifyInstance> {
   installErrorHandling(app);
 
   app.addHook('onResponse', async (req, reply) => {
-    s.metrics.httpDuration.observe(
-      { method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
-      reply.elapsedTime / 1000,
-    );
+    const route = req.routeOptions.url ?? 'unmatched';
+    s.metrics.httpDuration.observe({ method: req.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+    if (reply.statusCode === 503) s.metrics.unavailableResponses.inc({ route });
   });
 
   // Read-your-writes: every successful write answers with the catalog cluster's WAL position;
   // reads that send it back (Meridian-Consistency) see at least that write.
   app.addHook('onSend', async (req, reply, payload) => {
     if (req.method !== 'GET' && req.method !== 'HEAD' && reply.statusCode < 400 && req.url.startsWith('/v1/')) {
-      void reply.header('meridian-consistency', formatLsn(await s.catalogReplicas.currentLsn()));
+      void reply.header('meridian-consistency', formatLsn(await s.catalogReplicas.writeToken()));
     }
     return payload;
   });
 
   app.get('/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  // Ready while every cluster has a reachable primary: the watcher's view when it runs (the
+  // server), else one probe round now.
   app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
-    const checks = await Promise.all(
-      s.dbs.clusters.map(async (c) => {
-        try {
-          await Promise.race([c.pool`SELECT 1`, new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 2_000))]);
-          return { cluster: c.spec.name, ok: true };
-        } catch {
-          return { cluster: c.spec.name, ok: false };
-        }
-      }),
-    );
-    const ready = checks.every((c) => c.ok);
-    return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'unready', checks });
+    const states = s.primaries.running ? s.primaries.states() : await s.primaries.probeAll();
+    const ready = states.every((c) => c.up);
+    return reply.status(ready ? 200 : 503).send({
+      status: ready ? 'ready' : 'unready',
+      checks: states.map((c) => ({ cluster: c.cluster, ok: c.up, sinceMs: c.sinceMs })),
+    });
   });
   app.get('/metrics', { schema: { hide: true } }, async (_req, reply) =>
     reply.header('content-type', s.metrics.registry.contentType).send(await s.metrics.registry.metrics()),

@@ -1,6 +1,8 @@
 // Start and stop the whole platform: the database (embedded unless DATABASE_URL is set),
 // migrations, first-start seeding, the HTTP server and the background workers.
 import { randomBytes } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp, buildServices, type Services } from './app.ts';
@@ -13,6 +15,7 @@ import { loadTopology } from './cluster/topology.ts';
 import { ShardMapWatcher } from './cluster/shard-map.ts';
 import { clusterCredentials, clusterSpecs } from './cluster/pg-cluster.ts';
 import { catalogIsEmpty, seedDemo } from './seed/demo.ts';
+import { TestPaymentProvider } from './modules/payments/provider.ts';
 
 export const DEFAULT_ADMIN_EMAIL = 'admin@meridian.local';
 
@@ -82,9 +85,15 @@ async function ensureAdmin(s: Services, config: Config): Promise<void> {
 
 export async function startPlatform(config: Config, log: Logger): Promise<Platform & { app: FastifyInstance }> {
   const db = await openDatabases(config, log);
-  const services = buildServices(config, db.dbs, log);
+  // The built-in test payment provider keeps its ledger under the data dir, so that it outlives
+  // this process the way a real provider does (see TestPaymentProvider).
+  await mkdir(config.dataDir, { recursive: true });
+  const services = buildServices(config, db.dbs, log, {
+    paymentProvider: new TestPaymentProvider(0, path.join(config.dataDir, 'test-payment-provider.jsonl')),
+  });
   await services.inventory.gate.start();
   await services.catalogReplicas.start();
+  services.primaries.start();
   // Shard moves flip the map while we run; follow it (a no-op on one node).
   const shardMap = new ShardMapWatcher(db.dbs, log);
   await shardMap.start();
@@ -115,6 +124,7 @@ export async function startPlatform(config: Config, log: Logger): Promise<Platfo
         ['cache bus', () => services.cacheBus.stop()],
         ['inventory gate', () => services.inventory.gate.stop()],
         ['replicas', () => services.catalogReplicas.stop()],
+        ['primary watch', () => services.primaries.stop()],
         ['shard map', () => shardMap.stop()],
         ['sweeper', () => sweeping],
         ['databases', () => db.close()],
@@ -129,7 +139,21 @@ export async function startPlatform(config: Config, log: Logger): Promise<Platfo
 }
 
 /** Ctrl-C / SIGTERM: stop taking requests, finish workers, stop the embedded server, exit. */
+const DRIVER_CONNECTION_ERRORS = new Set(['CONNECTION_DESTROYED', 'CONNECTION_CLOSED', 'CONNECTION_ENDED']);
+
 export function stopOnSignals(platform: Platform, log: Logger): void {
+  // postgres.js (3.4.9) runs internal queries while it connects (the target_session_attrs check,
+  // type discovery) that nobody awaits; a connection dropped at that moment — a primary dying
+  // during a failover — rejects them unhandled, and Node would stop the process for it. Those,
+  // and only those, are logged and survived; anything else still stops the process.
+  process.on('unhandledRejection', (reason) => {
+    const code = (reason as { code?: unknown } | null)?.code;
+    if (typeof code === 'string' && DRIVER_CONNECTION_ERRORS.has(code)) {
+      log.warn({ err: String(reason) }, 'a database connection dropped while connecting; it is retried');
+      return;
+    }
+    throw reason;
+  });
   const onSignal = (signal: NodeJS.Signals): void => {
     log.info({ signal }, 'shutting down');
     const force = setTimeout(() => {

@@ -73,6 +73,7 @@ async function startApp(s: Services): Promise<{ app: FastifyInstance; stop(): Pr
       await s.cacheBus.stop();
       await s.inventory.gate.stop();
       await s.catalogReplicas.stop();
+      await s.primaries.stop();
       await s.dbs.close();
     },
   };
@@ -183,16 +184,23 @@ export async function assertInvariants(t: TestPlatform): Promise<void> {
  * inventory) and two user-shard clusters splitting the 4,096 logical shards. Same code paths
  * as a topology, without the processes.
  */
-export async function createShardedTestPlatform(overrides: Partial<Config> = {}): Promise<TestPlatform & { shardUrls: string[] }> {
+/**
+ * A core cluster and two user-shard clusters, each its own database. `route` may put something
+ * between the app and a cluster (e.g. a TCP proxy that a fault test stops).
+ */
+export async function createShardedTestPlatform(
+  overrides: Partial<Config> = {},
+  route: (cluster: string, url: string) => string = (_cluster, url) => url,
+): Promise<TestPlatform & { shardUrls: string[] }> {
   const core = await createTestDatabase();
   const a = await createTestDatabase();
   const b = await createTestDatabase();
   const config = loadConfig({}, { seedDemo: false, dbPoolMax: 10, ...overrides });
   const dbs = new Databases(
     [
-      { name: 'core', url: core.url, roles: ['directory', 'catalog', 'inventory'], shards: [] },
-      { name: 'users-a', url: a.url, roles: ['shard'], shards: [[0, 2047]] },
-      { name: 'users-b', url: b.url, roles: ['shard'], shards: [[2048, 4095]] },
+      { name: 'core', url: route('core', core.url), roles: ['directory', 'catalog', 'inventory'], shards: [] },
+      { name: 'users-a', url: route('users-a', a.url), roles: ['shard'], shards: [[0, 2047]] },
+      { name: 'users-b', url: route('users-b', b.url), roles: ['shard'], shards: [[2048, 4095]] },
     ],
     { max: config.dbPoolMax },
   );

@@ -51,6 +51,8 @@ export function openPool(url: string, options: PoolOptions): Pool {
 export interface Cluster {
   readonly spec: ClusterSpec;
   readonly pool: Pool;
+  /** Whether a primary is reachable, as the PrimaryWatcher last saw it (up until told otherwise). */
+  readonly primary: { up: boolean; changedAt: number };
 }
 
 export class Databases {
@@ -64,7 +66,7 @@ export class Databases {
   mapVersion = 0;
 
   constructor(specs: readonly ClusterSpec[], poolOptions: PoolOptions) {
-    this.clusters = specs.map((spec) => ({ spec, pool: openPool(spec.url, poolOptions) }));
+    this.clusters = specs.map((spec) => ({ spec, pool: openPool(spec.url, poolOptions), primary: { up: true, changedAt: Date.now() } }));
     this.shardOwner = new Array<Cluster>(LOGICAL_SHARDS);
     for (const cluster of this.clusters) {
       for (const role of cluster.spec.roles) {
@@ -90,14 +92,14 @@ export class Databases {
   core(role: CoreRole): Pool {
     const cluster = this.byRole.get(role);
     if (!cluster) throw new Error(`no cluster holds the ${role} role`);
-    return cluster.pool;
+    return available(cluster);
   }
 
   shard(shard: number): Pool {
     const cluster = this.shardOwner[shard];
     if (!cluster) throw new RangeError(`logical shard ${shard} out of range`);
     if (this.fenced[shard]) throw new AppError('unavailable', `shard ${shard} is moving to another cluster; retry in a moment`);
-    return cluster.pool;
+    return available(cluster);
   }
 
   /** The cluster that owns a logical shard now. */
@@ -162,6 +164,21 @@ export class Databases {
   }
 }
 
+/** A cluster's pool, or 503 at once while it has no primary (failover in progress). */
+function available(cluster: Cluster): Pool {
+  if (!cluster.primary.up) {
+    throw new AppError('unavailable', `the ${cluster.spec.name} database cluster has no primary right now (failover in progress); retry shortly`);
+  }
+  return cluster.pool;
+}
+
+let onRetry: () => void = () => undefined;
+
+/** Tells the metrics about transactions retried after a connection failure (see transaction()). */
+export function setRetryListener(listener: () => void): void {
+  onRetry = listener;
+}
+
 /**
  * Runs fn in a transaction on a connection reserved for it alone.
  *
@@ -171,6 +188,39 @@ export class Databases {
  * nothing else ever shares it. Waiting for a connection is bounded by acquireTimeoutMs.
  */
 export async function transaction<T>(pool: Pool, fn: (tx: Sql) => Promise<T>, acquireTimeoutMs: number = LIMITS.dbAcquireTimeoutMs): Promise<T> {
+  let conn: postgres.ReservedSql;
+  try {
+    conn = await begin(pool, acquireTimeoutMs);
+  } catch (err) {
+    // Nothing has run yet, so trying once more is safe: after a failover the pool's old
+    // connections die one by one, and the next attempt gets one to the new primary.
+    if (!isConnectionError(err)) throw err;
+    onRetry();
+    await new Promise((r) => setTimeout(r, 100 + Math.random() * 200));
+    conn = await begin(pool, acquireTimeoutMs);
+  }
+  try {
+    try {
+      const result = await fn(conn);
+      await conn`COMMIT`;
+      return result;
+    } catch (err) {
+      // After a connection error the server has rolled back already, and another write on this
+      // reserved connection would crash the process (postgres.js 3.4.9 writes to the closed
+      // socket from a setImmediate: porsager/postgres#1208), so ROLLBACK only on a live one.
+      if (!isConnectionError(err)) await conn`ROLLBACK`.catch(() => undefined);
+      // This connection reached a server that is no longer the primary (a demoted old primary
+      // after a failover): end it, so that the pool's next connection finds the new primary.
+      if (pgCode(err) === PG.readOnlyTransaction) await conn`SELECT pg_terminate_backend(pg_backend_pid())`.catch(() => undefined);
+      throw err;
+    }
+  } finally {
+    conn.release();
+  }
+}
+
+/** A reserved connection with BEGIN sent: the part of a transaction that is always safe to repeat. */
+async function begin(pool: Pool, acquireTimeoutMs: number): Promise<postgres.ReservedSql> {
   const pending = pool.reserve();
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<never>((_, reject) => {
@@ -188,16 +238,10 @@ export async function transaction<T>(pool: Pool, fn: (tx: Sql) => Promise<T>, ac
   }
   try {
     await conn`BEGIN`;
-    try {
-      const result = await fn(conn);
-      await conn`COMMIT`;
-      return result;
-    } catch (err) {
-      await conn`ROLLBACK`.catch(() => undefined);
-      throw err;
-    }
-  } finally {
+    return conn;
+  } catch (err) {
     conn.release();
+    throw err;
   }
 }
 
@@ -208,6 +252,7 @@ export const PG = {
   deadlockDetected: '40P01',
   lockNotAvailable: '55P03',
   queryCanceled: '57014',
+  readOnlyTransaction: '25006',
 } as const;
 
 export function pgCode(err: unknown): string | undefined {
@@ -219,8 +264,16 @@ export function pgConstraint(err: unknown): string | undefined {
 }
 
 // 55006: a shard-move fence refusing a write to a range that is changing clusters.
-const TRANSIENT_SQLSTATES = new Set(['40001', '40P01', '55P03', '55006', '57014', '57P01', '57P02', '57P03', '53300']);
+// 25006: a write reached a server that stopped being the primary (a failover under way).
+const TRANSIENT_SQLSTATES = new Set(['25006', '40001', '40P01', '55P03', '55006', '57014', '57P01', '57P02', '57P03', '53300']);
 const TRANSIENT_CLIENT_CODES = new Set(['CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT']);
+
+/** The connection failed or was refused: nothing reached the database. */
+function isConnectionError(err: unknown): boolean {
+  if (err instanceof postgres.PostgresError) return err.code.startsWith('08') || err.code === '57P01' || err.code === '57P03';
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && TRANSIENT_CLIENT_CODES.has(code);
+}
 
 /**
  * Errors that say "not now" rather than "wrong": lock and statement time-outs, serialization

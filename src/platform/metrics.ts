@@ -12,6 +12,10 @@ export interface Metrics {
   gateDrift: Gauge<string>;
   gateDriftCorrections: Counter<string>;
   replicaLag: Gauge<'cluster' | 'member'>;
+  failoversSeen: Counter<'cluster'>;
+  primaryUp: Gauge<'cluster'>;
+  unavailableResponses: Counter<'route'>;
+  dbRetries: Counter<string>;
 }
 
 export function createMetrics(defaultMetrics = true): Metrics {
@@ -64,6 +68,29 @@ export function createMetrics(defaultMetrics = true): Metrics {
       name: 'meridian_replica_lag_bytes',
       help: 'How far each standby has replayed behind its primary, in bytes of WAL',
       labelNames: ['cluster', 'member'],
+      registers: [registry],
+    }),
+    failoversSeen: new Counter({
+      name: 'meridian_db_failovers_seen_total',
+      help: 'Times a cluster answered from a different primary than before (a failover or a restart)',
+      labelNames: ['cluster'],
+      registers: [registry],
+    }),
+    primaryUp: new Gauge({
+      name: 'meridian_db_primary_up',
+      help: '1 while the cluster has a reachable primary, 0 while its requests answer 503',
+      labelNames: ['cluster'],
+      registers: [registry],
+    }),
+    unavailableResponses: new Counter({
+      name: 'meridian_http_unavailable_total',
+      help: '503 unavailable answers sent (with Retry-After), by route',
+      labelNames: ['route'],
+      registers: [registry],
+    }),
+    dbRetries: new Counter({
+      name: 'meridian_db_retries_total',
+      help: 'Transactions retried after their connection failed before anything ran',
       registers: [registry],
     }),
     checkouts: new Counter({ name: 'meridian_checkouts_total', help: 'Checkout outcomes by HTTP status class and code', labelNames: ['outcome'], registers: [registry] }),

@@ -10,6 +10,9 @@ import { openPool, type Pool, type PoolOptions } from './db.ts';
 /** A WAL position as a number of bytes ('16/B374D848' → 0x16B374D848). */
 export type Lsn = bigint;
 
+/** The highest WAL position: a token no standby can satisfy, so the primary serves the read. */
+export const PRIMARY_ONLY: Lsn = 0xffffffff_ffffffffn;
+
 export function parseLsn(text: string): Lsn {
   const m = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(text);
   if (!m?.[1] || !m[2]) throw new RangeError(`not an LSN: ${text}`);
@@ -82,6 +85,29 @@ export class ReplicaSet {
     const lsn = parseLsn(row?.lsn ?? '0/0');
     if (lsn > this.primaryLsn) this.primaryLsn = lsn;
     return lsn;
+  }
+
+  /**
+   * The token a write response carries. Bounded: if the primary's position cannot be read in
+   * time (a failover of the catalog cluster under way), the token says "the primary only", which
+   * keeps read-your-writes (no standby and no cached entry qualifies) at the cost of one primary read.
+   */
+  async writeToken(timeoutMs = 250): Promise<Lsn> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const lsn = this.currentLsn();
+      lsn.catch(() => undefined); // if the timeout wins, a later failure is expected, not unhandled
+      return await Promise.race([
+        lsn,
+        new Promise<Lsn>((resolve) => {
+          timer = setTimeout(() => resolve(PRIMARY_ONLY), timeoutMs);
+        }),
+      ]);
+    } catch {
+      return PRIMARY_ONLY;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   reader(atLeast?: Lsn): Reader {

@@ -238,19 +238,32 @@ export class CheckoutSaga {
    * The sweeper: release expired reservations and settle their orders, then finish or
    * compensate pending orders older than abandonedOrderMs (a crashed checkout).
    */
-  async sweep(): Promise<{ released: number; settled: number }> {
-    const released = await this.d.inventory.releaseExpired();
+  async sweep(): Promise<{ released: number; settled: number; failed: number }> {
     let settled = 0;
-    for (const orderId of released) {
-      if (await this.settle(orderId)) settled++;
-    }
-    for (const pool of this.d.dbs.shardPools()) {
-      for (const orderId of await repo.stalePendingOrderIds(pool, this.d.abandonedOrderMs, LIMITS.sweeperBatchMax)) {
-        if (await this.settle(orderId)) settled++;
+    let failed = 0;
+    // One order (or one shard cluster in failover) that cannot be settled now must not stop the
+    // others: each is tried on its own, and the next sweep tries the failures again.
+    const settleEach = async (orderIds: readonly Id[]): Promise<void> => {
+      for (const orderId of orderIds) {
+        try {
+          if (await this.settle(orderId)) settled++;
+        } catch (err) {
+          failed++;
+          this.d.log.warn({ orderId, err: String(err) }, 'sweeper could not settle an order now; next sweep retries');
+        }
       }
-      await repo.dropStaleKeys(pool, this.d.abandonedOrderMs);
+    };
+    const released = await this.d.inventory.releaseExpired();
+    await settleEach(released);
+    for (const cluster of this.d.dbs.shardClusters()) {
+      try {
+        await settleEach(await repo.stalePendingOrderIds(cluster.pool, this.d.abandonedOrderMs, LIMITS.sweeperBatchMax));
+        await repo.dropStaleKeys(cluster.pool, this.d.abandonedOrderMs);
+      } catch (err) {
+        this.d.log.warn({ cluster: cluster.spec.name, err: String(err) }, 'sweeper could not read a shard cluster now; next sweep retries');
+      }
     }
-    return { released: released.length, settled };
+    return { released: released.length, settled, failed };
   }
 
   /** Drive one pending order to a final state from what the stores say happened. */

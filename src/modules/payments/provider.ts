@@ -1,6 +1,7 @@
 // The boundary to a payment service. Every call carries an idempotency key (the order id), so a
 // retried call after a crash or time-out never charges twice. Calls are never made inside a
 // database transaction.
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import type { Money } from '../../platform/money.ts';
 
 export type AuthorizeResult = { ok: true; ref: string } | { ok: false; reason: string };
@@ -15,19 +16,39 @@ export interface PaymentProvider {
 
 export class PaymentProviderError extends Error {}
 
+type PaymentState = 'authorized' | 'captured' | 'voided' | 'refunded';
+
 /**
  * A built-in provider for development and tests, with card tokens in the style of Stripe's test
  * mode: `tok_visa` approves, `tok_decline` declines, `tok_error` fails as if the provider were
- * down. It keeps its ledger in memory, keyed by idempotency key, as a real provider would.
+ * down. It keeps its ledger keyed by idempotency key, as a real provider would: in memory, and
+ * with `ledgerFile` also in an append-only file, so that — like a real provider, which lives
+ * outside the API process — it remembers its payments across API restarts (the sweeper of a
+ * restarted API captures or voids what the previous process authorized).
  */
 export class TestPaymentProvider implements PaymentProvider {
   readonly name = 'test';
   private readonly authorizations = new Map<string, AuthorizeResult>();
-  private readonly state = new Map<string, 'authorized' | 'captured' | 'voided' | 'refunded'>();
+  private readonly state = new Map<string, PaymentState>();
   /** Counts real state changes, so tests can assert that retries did not repeat them. */
   readonly captures = new Map<string, number>();
 
-  constructor(private readonly latencyMs = 0) {}
+  constructor(private readonly latencyMs = 0, private readonly ledgerFile?: string) {
+    if (!ledgerFile || !existsSync(ledgerFile)) return;
+    for (const line of readFileSync(ledgerFile, 'utf8').split('\n')) {
+      if (!line) continue;
+      const entry = JSON.parse(line) as { key: string; result: AuthorizeResult } | { ref: string; state: PaymentState };
+      if ('key' in entry) this.authorizations.set(entry.key, entry.result);
+      else this.state.set(entry.ref, entry.state);
+    }
+  }
+
+  private record(entry: { key: string; result: AuthorizeResult } | { ref: string; state: PaymentState }): void {
+    if ('key' in entry) this.authorizations.set(entry.key, entry.result);
+    else this.state.set(entry.ref, entry.state);
+    // Synchronous on purpose: the change is on disk before the caller hears of it.
+    if (this.ledgerFile) appendFileSync(this.ledgerFile, `${JSON.stringify(entry)}\n`);
+  }
 
   private async delay(): Promise<void> {
     if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
@@ -42,8 +63,8 @@ export class TestPaymentProvider implements PaymentProvider {
     else if (input.token === 'tok_decline') result = { ok: false, reason: 'card_declined' };
     else if (input.token === 'tok_error') throw new PaymentProviderError('payment provider unavailable');
     else result = { ok: false, reason: 'invalid_token' };
-    this.authorizations.set(input.idempotencyKey, result);
-    if (result.ok) this.state.set(result.ref, 'authorized');
+    this.record({ key: input.idempotencyKey, result });
+    if (result.ok) this.record({ ref: result.ref, state: 'authorized' });
     return result;
   }
 
@@ -52,7 +73,7 @@ export class TestPaymentProvider implements PaymentProvider {
     const s = this.state.get(ref);
     if (s === 'captured') return;
     if (s !== 'authorized') throw new PaymentProviderError(`cannot capture ${ref} in state ${s ?? 'unknown'}`);
-    this.state.set(ref, 'captured');
+    this.record({ ref, state: 'captured' });
     this.captures.set(ref, (this.captures.get(ref) ?? 0) + 1);
   }
 
@@ -61,7 +82,7 @@ export class TestPaymentProvider implements PaymentProvider {
     const s = this.state.get(ref);
     if (s === 'voided' || s === undefined) return;
     if (s !== 'authorized') throw new PaymentProviderError(`cannot void ${ref} in state ${s}`);
-    this.state.set(ref, 'voided');
+    this.record({ ref, state: 'voided' });
   }
 
   async refund(ref: string): Promise<void> {
@@ -69,6 +90,6 @@ export class TestPaymentProvider implements PaymentProvider {
     const s = this.state.get(ref);
     if (s === 'refunded') return;
     if (s !== 'captured') throw new PaymentProviderError(`cannot refund ${ref} in state ${s ?? 'unknown'}`);
-    this.state.set(ref, 'refunded');
+    this.record({ ref, state: 'refunded' });
   }
 }
