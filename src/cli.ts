@@ -29,6 +29,14 @@ Commands:
                             of a topology file (default topologies/local.yaml)
   shard move --shards FROM-TO --to CLUSTER --topology FILE
                             move logical shards to another cluster online
+  backup create [--type full|incr] | list [--json] | drill [--to-time ISO] | schedule
+                            pgBackRest backups of every cluster of the topology, their list,
+                            a restore drill into scratch clusters, the crontab of the schedule
+  restore --to-time ISO-8601 [--repair] [--force]
+                            restore every cluster to that instant, then run verify
+  verify [--repair] [--json]
+                            check invariants I1–I7 across all clusters (or the single node);
+                            --repair finishes or undoes what a cross-cluster restore left half-done
   redis-cluster up|down|status
                             a local 3-master / 3-replica Redis Cluster (ports 7100-7105)
 
@@ -217,6 +225,12 @@ async function main(argvIn: string[]): Promise<number> {
         return 2;
       }
       return 0;
+    }
+    case 'backup':
+    case 'restore':
+    case 'verify': {
+      const { runBackupCommand } = await import('./cluster/backup-cli.ts');
+      return runBackupCommand(command, rest, config, log);
     }
     case undefined:
     case 'help':
