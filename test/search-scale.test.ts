@@ -43,6 +43,21 @@ describe('search at scale (shrunk): bands, window, estimates', () => {
   });
   after(async () => t.close());
 
+  it('the bulk seed writes each product\'s attributes into its document: attribute filters work before any reindex', async () => {
+    const [missing] = await db()<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM search_documents d JOIN products p ON p.id = d.product_id WHERE d.attributes <> p.attributes`;
+    assert.equal(missing!.n, 0, 'every document holds its product\'s attributes');
+    const [wool] = await db()<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM products WHERE status = 'active' AND attributes @> '{"material":"wool"}'`;
+    assert.ok(wool!.n > WINDOW, `wool products: ${wool!.n}`);
+    const r = await search.search({ q: 'wool', attributes: { material: ['wool'] }, limit: 20, page: 1, currency: 'USD' });
+    assert.equal(r.items.length, 20);
+    const [held] = await db()<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM search_documents
+      WHERE product_id = ANY(${r.items.map((i) => i.id)}::bigint[]) AND attributes @> '{"material":"wool"}'`;
+    assert.equal(held!.n, 20);
+  });
+
   it('a full reindex rewrites every active product, fills attributes and the vocabulary, and builds bands', async () => {
     const phases = new Set<string>();
     const report = await search.reindexAll((p) => phases.add(p.phase));
@@ -121,6 +136,43 @@ describe('search at scale (shrunk): bands, window, estimates', () => {
     assert.equal(r.totalIsApproximate, truth.n > WINDOW);
     if (!r.totalIsApproximate) assert.equal(r.total, truth.n);
     assert.ok(r.items.every((i) => i.brand === brand!.name));
+  });
+
+  it('sends one statement text per filter shape, whatever the page or the values, and its generic plan reads every band through its index', async () => {
+    // The text is what PostgreSQL caches a plan under: a page or a price in it made every deep
+    // page a new statement, planned on every request.
+    const texts = new Set<string>();
+    const recorder = postgres(t.url, {
+      max: 1,
+      onnotice: () => undefined,
+      debug: (_c, text) => void (text.includes('FROM q CROSS JOIN search_documents d') && !text.startsWith('EXPLAIN') && texts.add(text)),
+    });
+    try {
+      const bands = await repo.readBands(db());
+      const [brand] = await db()<{ id: string }[]>`SELECT brand_id::text AS id FROM search_documents WHERE brand_id IS NOT NULL LIMIT 1`;
+      const run = (text: string, offset: number, limit: number, filters: Partial<repo.Filters>): Promise<repo.WindowResult> =>
+        repo.searchWindow(recorder, {
+          text, synonyms: false, categoryId: undefined, brandId: undefined, currency: 'USD', minPrice: undefined, maxPrice: undefined,
+          inStock: undefined, attributes: {}, window: WINDOW, limit, offset, bands, priceBandEdges: SEARCH.priceBandEdges, words: [], nearestMax: 8,
+          ...filters,
+        });
+      await run('lamp', 0, 20, {});
+      await run('wool', 60, 20, {});
+      await run('cotton lamp', 450, 50, {});
+      assert.equal(texts.size, 1, 'no filter: one text for every page');
+      await run('lamp', 0, 20, { minPrice: 1_000, maxPrice: 9_000 });
+      await run('wool', 140, 20, { minPrice: 0, maxPrice: 500, inStock: true });
+      await run('lamp', 40, 50, { brandId: brand!.id, inStock: true });
+      assert.equal(texts.size, 2, 'filters: one more text, whatever their values and the page');
+      for (const text of [...texts]) {
+        const [plan] = await recorder.unsafe<{ 'QUERY PLAN': unknown }[]>(`EXPLAIN (GENERIC_PLAN, FORMAT JSON) ${text}`);
+        const json = JSON.stringify(plan);
+        for (const b of bands) assert.ok(json.includes(`"Index Name":"${b.indexName}"`), `generic plan uses ${b.indexName}`);
+        assert.ok(!json.includes('"Seq Scan"'), 'no sequential scan');
+      }
+    } finally {
+      await recorder.end();
+    }
   });
 
   it('reads each band through its partial index, never by a sequential scan', async () => {

@@ -32,7 +32,7 @@ import postgres from 'postgres';
 import { CatalogService } from '../../src/modules/catalog/service.ts';
 import * as searchRepo from '../../src/modules/search/repository.ts';
 import { Cache } from '../../src/platform/cache.ts';
-import { SEARCH, SearchService, type SearchQuery, type SearchResult, type Suggestions } from '../../src/modules/search/service.ts';
+import { SEARCH, SearchService, type ReindexProgress, type ReindexReport, type SearchQuery, type SearchResult, type Suggestions } from '../../src/modules/search/service.ts';
 import { requiredWords } from '../../src/modules/search/text.ts';
 import { ALL_ROLES, Databases, type Pool } from '../../src/platform/db.ts';
 import { startEmbeddedPostgres, type EmbeddedServer } from '../../src/platform/embedded.ts';
@@ -78,7 +78,8 @@ const RELEVANCE_QUERIES_PER_KIND = 25;
 const POOL_MAX = 40;
 /** A word is broad when at least this share of the documents hold it. */
 const BROAD_SHARE = 0.08;
-const SCRATCH_DIR = path.resolve(BENCH_DIR, '..', '.meridian', 'bench-search');
+// BENCH_SEARCH_DIR moves the scratch server (a 1M catalog takes several GB): e.g. under /tmp.
+const SCRATCH_DIR = process.env.BENCH_SEARCH_DIR ? path.resolve(process.env.BENCH_SEARCH_DIR) : path.resolve(BENCH_DIR, '..', '.meridian', 'bench-search');
 /** Settings of the embedded scratch server: the catalog and its indexes fit in shared buffers. */
 const SCRATCH_SETTINGS = { shared_buffers: '1GB', fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', max_connections: '200' };
 const TARGET = { p95MsMax: 30, perSecondVsBaselineMin: 5, concurrency: 8, termsInTopShareMin: 0.95 };
@@ -439,6 +440,7 @@ function fmtBytes(n: number): string {
 async function run(o: BenchOptions): Promise<void> {
   const products = positiveInt(o.flags?.products, 'products', DEFAULT_PRODUCTS, PRODUCTS_MAX);
   const fresh = o.flags?.fresh === true;
+  const reuseIndex = o.flags?.['reuse-index'] === true;
   const concurrency = o.connections ?? DEFAULT_CONCURRENCY;
   const candidates = positiveInt(o.flags?.candidates, 'candidates', SEARCH.candidatesDefault, 2_500);
   const loadAtStart = loadAverage1m();
@@ -470,13 +472,27 @@ async function run(o: BenchOptions): Promise<void> {
     // 3. Meridian's index, built as `meridian search reindex` builds it.
     const catalog = new CatalogService(dbs);
     const builder = new SearchService(dbs, catalog, undefined, { candidates });
-    progress('building the search index (documents, vocabulary, ANALYZE, popularity bands)');
     let lastLine = 0;
-    const build = await builder.reindexAll((p) => {
+    const onBuild = (p: ReindexProgress): void => {
       if (p.phase === 'documents' && p.done !== p.total && Date.now() - lastLine < 5_000) return;
       lastLine = Date.now();
       progress(`index ${p.phase}: ${p.message}${p.done !== undefined && p.total ? ` ${fmtInt(p.done)}/${fmtInt(p.total)}` : ''}`);
-    });
+    };
+    const indexed = await searchRepo.documentCount(db);
+    let build: ReindexReport;
+    if (reuseIndex && indexed > 0) {
+      // Repeated runs at 1M: the documents and vocabulary of an earlier run's full reindex are
+      // kept (minutes of work); the bands are rebuilt so that they follow the code being measured.
+      progress(`reusing the ${fmtInt(indexed)} indexed documents (--reuse-index); rebuilding the popularity bands`);
+      const t0 = performance.now();
+      const bands = await builder.rebuildBands(onBuild);
+      const seconds = (performance.now() - t0) / 1000;
+      const [words] = await db<{ n: number }[]>`SELECT count(*)::int AS n FROM search_vocabulary`;
+      build = { documents: indexed, removed: 0, words: words?.n ?? 0, bands, seconds: { documents: 0, vocabulary: 0, analyze: 0, bands: seconds, total: seconds } };
+    } else {
+      progress('building the search index (documents, vocabulary, ANALYZE, popularity bands)');
+      build = await builder.reindexAll(onBuild);
+    }
     progress(`index built in ${build.seconds.total.toFixed(1)} s: documents ${build.seconds.documents.toFixed(1)} s, vocabulary ${build.seconds.vocabulary.toFixed(1)} s, analyze ${build.seconds.analyze.toFixed(1)} s, bands ${build.seconds.bands.toFixed(1)} s`);
     const sizes = await builder.relationSizes();
     const searchSeed = seed?.tables.find((t) => t.table === 'search_documents');
@@ -639,7 +655,7 @@ async function run(o: BenchOptions): Promise<void> {
         cpuPerQueryMs: Object.fromEntries(order.map((p) => [p, { median: cpuMedian(p), rounds: cpu.get(p) ?? [] }])),
         latencyByKind: Object.fromEntries([...byKind].map(([k, r]) => [k.replace('\n', ' / '), r.summary()])),
         relevance,
-        indexBuild: { meridian: build, seed: seed ? { seconds: seed.seconds, tables: seed.tables } : 'reused an earlier seed' },
+        indexBuild: { meridian: build, reusedDocuments: reuseIndex && indexed > 0, seed: seed ? { seconds: seed.seconds, tables: seed.tables } : 'reused an earlier seed' },
         sizes,
       },
     });
@@ -661,8 +677,9 @@ export const scenario: Scenario = {
     '--products N     catalog size (default 100000; seeded once per size and reused)',
     '--fresh          seed the catalog again',
     '--candidates K   ranking window (default SEARCH.candidatesDefault)',
+    '--reuse-index    keep the documents and vocabulary of an earlier run (rebuild only the bands)',
     'BENCH_DATABASE_URL  a PostgreSQL server for the scratch database (default: embedded, .meridian/bench-search)',
   ].join('\n'),
-  flags: { products: { type: 'string' }, fresh: { type: 'boolean' }, candidates: { type: 'string' } },
+  flags: { products: { type: 'string' }, fresh: { type: 'boolean' }, candidates: { type: 'string' }, 'reuse-index': { type: 'boolean' } },
   run,
 };

@@ -803,9 +803,12 @@ async function writeSearchBatch(tx: Sql, ids: readonly Id[], progress: Progress)
   try {
     await tx`
       INSERT INTO search_documents (product_id, title, brand_id, brand_name, category_id, category_path, category_name,
-                                    min_prices, in_stock, popularity, document, updated_at)
+                                    min_prices, in_stock, popularity, attributes, document, updated_at)
       SELECT p.id, p.title, p.brand_id, b.name, p.category_id, c.path, c.name,
              COALESCE(mp.min_prices, '{}'), COALESCE(st.in_stock, false), p.popularity,
+             -- The attributes as stored: attribute filters (and the facets column generated from
+             -- them) work on a seeded catalog without a reindex.
+             p.attributes,
              setweight(to_tsvector('english', p.title), 'A') ||
              setweight(to_tsvector('english', coalesce(b.name, '') || ' ' || coalesce(c.name, '')), 'B') ||
              setweight(to_tsvector('english', attrs.text), 'C') ||
