@@ -52,22 +52,32 @@ export class Cache<T> {
     return this.options.name;
   }
 
+  /**
+   * The cached value if it may be served now (unexpired, and at least `minVersion` fresh),
+   * counted as a hit; undefined otherwise, with nothing counted (load through getOrLoad). The
+   * allocation-free path for hot reads: callers build their loader only when this misses.
+   */
+  hit(key: string, minVersion?: bigint): T | undefined {
+    const entry = this.entries.get(key);
+    if (entry === undefined || entry.expiresAtMs <= Date.now() || (minVersion !== undefined && entry.version < minVersion)) return undefined;
+    // Refresh recency: Map iteration order is insertion order, so re-insert at the end.
+    this.entries.delete(key);
+    this.entries.set(key, entry);
+    this.count('hit');
+    return entry.value;
+  }
+
   async getOrLoad(key: string, load: () => Promise<T>, freshness: Freshness = {}): Promise<T> {
-    const hit = this.entries.get(key);
+    const fresh = this.hit(key, freshness.minVersion);
+    if (fresh !== undefined) return fresh;
     const min = freshness.minVersion;
-    if (min !== undefined && (!hit || hit.version < min)) {
+    const held = min === undefined ? undefined : this.entries.get(key);
+    if (min !== undefined && (held === undefined || held.version < min)) {
       // The client has written something newer than what we hold: load for it alone.
       this.count('miss');
       const loaded = await this.loadThrough(key, load, freshness);
       this.store(key, loaded.value, loaded.version);
       return loaded.value;
-    }
-    if (hit && hit.expiresAtMs > Date.now()) {
-      // Refresh recency: Map iteration order is insertion order, so re-insert at the end.
-      this.entries.delete(key);
-      this.entries.set(key, hit);
-      this.count('hit');
-      return hit.value;
     }
     const pending = this.inFlight.get(key);
     if (pending) {

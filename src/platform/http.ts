@@ -136,19 +136,21 @@ export function consistencyOf(req: FastifyRequest): Lsn | undefined {
 }
 
 /**
- * Serialize with the route's response schema once per cached object: a cache hit returns the
- * same object, so its JSON is reused instead of being rebuilt on every request (serializing a
- * product page was a third of the server's CPU under load).
+ * Serialize with the route's response schema once per cached object, to UTF-8 bytes: a cache hit
+ * returns the same object, so its body is reused instead of being rebuilt on every request
+ * (serializing a product page was a third of the server's CPU under load). Bytes rather than a
+ * string, because Fastify would otherwise measure and encode a 20 KB string on every send.
+ * Send it with reply.type('application/json; charset=utf-8').
  */
-export function memoizedSerializer<T extends object>(schema: TSchema): (value: T) => string {
+export function memoizedSerializer<T extends object>(schema: TSchema): (value: T) => Buffer {
   const serialize = fastJson(schema as unknown as Parameters<typeof fastJson>[0]) as (value: T) => string;
-  const memo = new WeakMap<T, string>();
+  const memo = new WeakMap<T, Buffer>();
   return (value) => {
-    let json = memo.get(value);
-    if (json === undefined) {
-      json = serialize(value);
-      memo.set(value, json);
+    let body = memo.get(value);
+    if (body === undefined) {
+      body = Buffer.from(serialize(value));
+      memo.set(value, body);
     }
-    return json;
+    return body;
   };
 }

@@ -37,6 +37,18 @@ export async function findLines(sql: Sql, userId: Id, cartId: Id): Promise<CartL
     SELECT id::text, sku, quantity FROM cart_lines WHERE cart_id = ${cartId} AND user_id = ${userId} ORDER BY id`;
 }
 
+/** A cart and its lines in one round trip (the lines nested as JSON, in id order). */
+export async function findCartWithLines(sql: Sql, userId: Id, cartId: Id): Promise<{ cart: CartRow; lines: CartLineRow[] } | undefined> {
+  const [row] = await sql<(CartRow & { lines: CartLineRow[] })[]>`
+    SELECT c.id::text, c.user_id::text, c.currency, c.status, c.order_id::text, c.created_at, c.updated_at,
+           COALESCE((SELECT json_agg(json_build_object('id', l.id::text, 'sku', l.sku, 'quantity', l.quantity) ORDER BY l.id)
+                     FROM cart_lines l WHERE l.cart_id = c.id AND l.user_id = c.user_id), '[]'::json) AS lines
+    FROM carts c WHERE c.id = ${cartId} AND c.user_id = ${userId}`;
+  if (!row) return undefined;
+  const { lines, ...cart } = row;
+  return { cart, lines };
+}
+
 export async function insertLine(sql: Sql, shard: number, userId: Id, cartId: Id, sku: string, quantity: number): Promise<Id> {
   const [row] = await sql<{ id: Id }[]>`
     INSERT INTO cart_lines (id, cart_id, user_id, sku, quantity)
@@ -58,14 +70,6 @@ export async function deleteLine(sql: Sql, userId: Id, cartId: Id, lineId: Id): 
 
 export async function touchCart(sql: Sql, cartId: Id): Promise<void> {
   await sql`UPDATE carts SET updated_at = now() WHERE id = ${cartId}`;
-}
-
-/** Close an open cart for an order; false when it was already closed (by this or another order). */
-export async function closeCart(sql: Sql, userId: Id, cartId: Id, orderId: Id): Promise<boolean> {
-  const rows = await sql`
-    UPDATE carts SET status = 'checked_out', order_id = ${orderId}, updated_at = now()
-    WHERE id = ${cartId} AND user_id = ${userId} AND (status = 'open' OR order_id = ${orderId}) RETURNING id`;
-  return rows.length === 1;
 }
 
 export async function reopenCart(sql: Sql, userId: Id, cartId: Id, orderId: Id): Promise<void> {

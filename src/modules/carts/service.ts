@@ -42,18 +42,15 @@ export class CartsService {
   }
 
   async get(userId: Id, cartId: Id): Promise<Cart> {
-    const db = this.dbs.forId(userId);
-    const cart = await repo.findCart(db, userId, cartId);
-    if (!cart) throw new AppError('not_found', 'cart not found');
-    return this.view(cart, await repo.findLines(db, userId, cartId));
+    const { cart, lines } = await this.linesOf(userId, cartId);
+    return this.view(cart, lines);
   }
 
-  /** The raw lines of an open cart, for checkout. */
+  /** The raw cart and its lines, in one query (checkout prices and reserves exactly these). */
   async linesOf(userId: Id, cartId: Id): Promise<{ cart: repo.CartRow; lines: repo.CartLineRow[] }> {
-    const db = this.dbs.forId(userId);
-    const cart = await repo.findCart(db, userId, cartId);
-    if (!cart) throw new AppError('not_found', 'cart not found');
-    return { cart, lines: await repo.findLines(db, userId, cartId) };
+    const found = await repo.findCartWithLines(this.dbs.forId(userId), userId, cartId);
+    if (!found) throw new AppError('not_found', 'cart not found');
+    return found;
   }
 
   async addLine(userId: Id, cartId: Id, sku: string, quantity: number): Promise<Cart> {
@@ -98,15 +95,8 @@ export class CartsService {
     });
   }
 
-  /** The lines as the caller's transaction sees them (checkout re-reads them with the cart locked). */
-  async linesIn(sql: Sql, userId: Id, cartId: Id): Promise<repo.CartLineRow[]> {
-    return repo.findLines(sql, userId, cartId);
-  }
-
-  async close(sql: Sql, userId: Id, cartId: Id, orderId: Id): Promise<boolean> {
-    return repo.closeCart(sql, userId, cartId, orderId);
-  }
-
+  // Closing a cart for an order has no method here: it is cart_close_for_order (migrations/002),
+  // called by the statement that creates the order, so both commit together.
   async reopen(sql: Sql, userId: Id, cartId: Id, orderId: Id): Promise<void> {
     await repo.reopenCart(sql, userId, cartId, orderId);
   }

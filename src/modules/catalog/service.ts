@@ -134,20 +134,27 @@ export class CatalogService {
 
   /**
    * Shopper-facing reads: the cache, then a standby (or the primary). With `atLeast` (the
-   * client's last write position) nothing older than that write is served.
+   * client's last write position) nothing older than that write is served. On a cache hit, the
+   * common case, no reader or loader closure is made: only a miss needs them.
    */
   async browseProduct(id: Id, currency: string, atLeast?: Lsn): Promise<Product> {
+    const key = `${id}:${currency}`;
+    const cached = this.caches?.product.hit(key, atLeast);
+    if (cached) return cached;
     const reader = this.reader(atLeast);
     const load = (): Promise<Product> => this.productFrom(reader.pool, id, currency);
     if (!this.caches) return load();
-    return this.caches.product.getOrLoad(`${id}:${currency}`, load, { minVersion: atLeast, version: reader.lsn });
+    return this.caches.product.getOrLoad(key, load, { minVersion: atLeast, version: reader.lsn });
   }
 
   async browseProducts(q: ProductListQuery, atLeast?: Lsn): Promise<ProductPage> {
+    const key = JSON.stringify(q);
+    const cached = this.caches?.list.hit(key, atLeast);
+    if (cached) return cached;
     const reader = this.reader(atLeast);
     const load = (): Promise<ProductPage> => this.listFrom(reader.pool, q);
     if (!this.caches) return load();
-    return this.caches.list.getOrLoad(JSON.stringify(q), load, { minVersion: atLeast, version: reader.lsn });
+    return this.caches.list.getOrLoad(key, load, { minVersion: atLeast, version: reader.lsn });
   }
 
   private forget(productId: Id): void {

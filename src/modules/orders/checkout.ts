@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { Databases } from '../../platform/db.ts';
 import { transaction } from '../../platform/db.ts';
 import { AppError, ERROR_STATUS, type ErrorCode } from '../../platform/errors.ts';
-import { shardOfId, type Id } from '../../platform/ids.ts';
+import type { Id } from '../../platform/ids.ts';
 import { LIMITS } from '../../platform/limits.ts';
 import { sum, multiply, type Money } from '../../platform/money.ts';
 import { emit } from '../../events/outbox.ts';
@@ -16,7 +16,7 @@ import type { CartsService } from '../carts/service.ts';
 import type { CatalogService } from '../catalog/service.ts';
 import type { InventoryService } from '../inventory/service.ts';
 import { PaymentProviderError } from '../payments/provider.ts';
-import type { PaymentsService } from '../payments/service.ts';
+import type { PaymentRecord, PaymentsService } from '../payments/service.ts';
 import * as repo from './repository.ts';
 import { canTransition, type OrderStatus } from './state-machine.ts';
 import { toOrder, type Order, type OrdersService } from './service.ts';
@@ -60,18 +60,19 @@ export class CheckoutSaga {
 
   async checkout(userId: Id, key: string, req: CheckoutRequest): Promise<CheckoutResponse> {
     const db = this.d.dbs.forId(userId);
-    const claim = await repo.claimIdempotencyKey(db, userId, key, requestHash(req), this.d.requestTimeoutMs);
+    const hash = requestHash(req);
+    const claim = await repo.claimIdempotencyKey(db, userId, key, hash, this.d.requestTimeoutMs);
     if (!claim.claimed) {
       const previous = claim.row;
-      if (previous.request_hash !== requestHash(req)) {
+      if (previous.request_hash !== hash) {
         throw new AppError('idempotency_key_reused', 'this Idempotency-Key was used with a different request body');
       }
       if (previous.state === 'in_progress') throw new AppError('idempotency_conflict', 'a request with this Idempotency-Key is in progress');
       return { status: previous.response_status ?? 500, body: previous.response_body as CheckoutResponse['body'], replayed: true };
     }
-    if (claim.resumeOrderId) return this.resume(userId, key, claim.resumeOrderId, req.payment.token);
+    if (claim.resumeOrderId) return this.resume(claim.resumeOrderId, req.payment.token);
     try {
-      return await this.run(userId, key, req);
+      return await this.run(userId, key, claim.newOrderId, req);
     } catch (err) {
       // Failures before any side effect free the key for a retry; later ones were recorded.
       if (err instanceof NothingHappened) {
@@ -82,9 +83,8 @@ export class CheckoutSaga {
     }
   }
 
-  private async run(userId: Id, key: string, req: CheckoutRequest): Promise<CheckoutResponse> {
+  private async run(userId: Id, key: string, orderId: Id, req: CheckoutRequest): Promise<CheckoutResponse> {
     const { dbs, carts, catalog, inventory } = this.d;
-    const db = dbs.forId(userId);
     const { cart, lines } = await carts.linesOf(userId, req.cartId).catch((e: unknown) => {
       throw new NothingHappened(e);
     });
@@ -102,8 +102,7 @@ export class CheckoutSaga {
     });
     const total = sum(lines.map((l) => multiply(prices.get(l.sku)!.unitPrice, l.quantity)), cart.currency);
 
-    // 3. Reserve, all or nothing, under the order's id.
-    const orderId = await repo.newOrderId(db, shardOfId(userId));
+    // 3. Reserve, all or nothing, under the order's id (drawn with the key's claim).
     // A failure here changed nothing that lasts: the reservation statement is atomic, and one
     // that committed before its connection died simply expires.
     const reservation = await inventory.reserve(orderId, lines, this.d.reservationTtlMs).catch((e: unknown) => {
@@ -115,122 +114,112 @@ export class CheckoutSaga {
       );
     }
 
-    // 4. The order, its lines, the cart's closing and the event: one shard transaction.
-    const created = await transaction(db, async (tx) => {
-      if (!(await carts.close(tx, userId, req.cartId, orderId))) return false;
-      // The cart row is locked now. A line added or changed since pricing would otherwise be
-      // closed into the cart without being ordered, reserved or paid for.
-      const linesNow = await carts.linesIn(tx, userId, req.cartId);
-      if (JSON.stringify(linesNow.map((l) => [l.id, l.sku, l.quantity])) !== JSON.stringify(lines.map((l) => [l.id, l.sku, l.quantity]))) {
-        throw new AppError('cart_changed', 'the cart changed during checkout; review it and try again');
-      }
-      await repo.insertOrder(tx, { id: orderId, userId, cartId: req.cartId, currency: cart.currency, totalAmount: total.amount, lines: orderLines });
-      await repo.attachOrderToKey(tx, userId, key, orderId);
-      await emit(tx, 'order.placed', orderId, { orderId, userId, total });
-      return true;
+    // 4. Close the cart (if its lines are still the ones priced and reserved), the order, its
+    // lines, the key's link to it and the event: one statement on the user's shard.
+    const created = await repo.createOrder(dbs.forId(userId), {
+      id: orderId, userId, cartId: req.cartId, key, currency: cart.currency, totalAmount: total.amount,
+      cartLines: lines, lines: orderLines, event: { orderId, userId, total },
     }).catch(async (e: unknown) => {
       await inventory.release(orderId, 'order_not_created').catch(() => undefined); // else it expires
       throw new NothingHappened(e);
     });
-    if (!created) {
-      await inventory.release(orderId, 'cart_closed');
-      throw new NothingHappened(new AppError('cart_not_open', 'this cart has been checked out'));
+    if (created !== 'created') {
+      await inventory.release(orderId, created === 'changed' ? 'order_not_created' : 'cart_closed');
+      throw new NothingHappened(
+        created === 'changed'
+          ? new AppError('cart_changed', 'the cart changed during checkout; review it and try again')
+          : new AppError('cart_not_open', 'this cart has been checked out'),
+      );
     }
 
-    return this.pay(userId, key, orderId, total, req.payment.token);
+    return this.pay(userId, orderId, total, req.payment.token);
   }
 
   /** Steps 5 and 6, for a new order or one a failed earlier attempt left pending. */
-  private async pay(userId: Id, key: string, orderId: Id, total: Money, token: string): Promise<CheckoutResponse> {
+  private async pay(userId: Id, orderId: Id, total: Money, token: string): Promise<CheckoutResponse> {
     // 5. Authorize, outside any transaction (idempotent by order id at the provider).
     let payment;
     try {
       payment = await this.d.payments.authorize(userId, orderId, total, token);
     } catch (err) {
       if (!(err instanceof PaymentProviderError)) throw err;
-      await this.compensate(orderId, 'payment_unavailable', 'unavailable', 'the payment provider is unavailable; try again');
-      return this.finish(userId, key);
+      return respond(await this.compensate(orderId, 'payment_unavailable', 'unavailable', 'the payment provider is unavailable; try again'));
     }
     if (payment.status === 'declined') {
-      await this.compensate(orderId, 'payment_declined', 'payment_declined', `the payment was declined (${payment.declineReason ?? 'declined'})`);
-      return this.finish(userId, key);
+      return respond(await this.compensate(orderId, 'payment_declined', 'payment_declined', `the payment was declined (${payment.declineReason ?? 'declined'})`));
     }
 
     // 6. Commit: the ledger first (PostgreSQL is the arbiter), then the money, then the order.
-    await this.complete(orderId);
-    return this.finish(userId, key);
+    return respond(await this.complete(orderId, payment));
   }
 
   /** A retry after the lease: finish the order the first attempt created, from where it stopped. */
-  private async resume(userId: Id, key: string, orderId: Id, token: string): Promise<CheckoutResponse> {
+  private async resume(orderId: Id, token: string): Promise<CheckoutResponse> {
     const order = await this.d.orders.find(orderId);
     if (!order) throw new AppError('unavailable', 'the first attempt of this checkout is still settling; retry shortly');
-    if (order.status === 'pending_payment') return this.pay(userId, key, orderId, order.total, token);
+    if (order.status === 'pending_payment') return this.pay(order.userId, orderId, order.total, token);
     // Already final (the sweeper or another retry got there): make sure the answer is recorded.
-    await this.settleKey(orderId);
-    return this.finish(userId, key);
+    return respond(await this.settleKey(orderId));
   }
 
   /** Record the final answer of a finished order on its idempotency key. */
-  private async settleKey(orderId: Id): Promise<void> {
+  private async settleKey(orderId: Id): Promise<repo.KeyAnswer | undefined> {
     const db = this.d.dbs.forId(orderId);
     const row = await repo.findOrder(db, orderId);
-    if (!row) return;
+    if (!row) return undefined;
     const order = toOrder(row);
     if (order.status === 'cancelled') {
       const code: ErrorCode = row.cancel_reason === 'payment_declined' ? 'payment_declined' : 'reservation_expired';
-      await repo.completeKeyForOrder(db, orderId, ERROR_STATUS[code], errorBody(code, `the order was cancelled (${row.cancel_reason ?? 'cancelled'})`, { orderId }));
-    } else {
-      await repo.completeKeyForOrder(db, orderId, 201, { order });
+      return repo.answerKeyForOrder(db, orderId, ERROR_STATUS[code], errorBody(code, `the order was cancelled (${row.cancel_reason ?? 'cancelled'})`, { orderId }));
     }
+    return repo.answerKeyForOrder(db, orderId, 201, { order });
   }
 
-  /** The stored response for a finished order (written by whichever of checkout and sweeper ended it). */
-  private async finish(userId: Id, key: string): Promise<CheckoutResponse> {
-    const [row] = await this.d.dbs.forId(userId)<repo.IdempotencyRow[]>`
-      SELECT request_hash, state, order_id::text, response_status, response_body FROM idempotency_keys
-      WHERE user_id = ${userId} AND key = ${key}`;
-    if (row?.state !== 'completed' || row.response_status === null) throw new AppError('unavailable', 'the checkout did not finish; retry with the same Idempotency-Key');
-    return { status: row.response_status, body: row.response_body as CheckoutResponse['body'], replayed: false };
-  }
-
-  /** Step 6, idempotent: consume → capture → paid. Falls back to compensation if the stock is gone. */
-  async complete(orderId: Id): Promise<OrderStatus> {
+  /**
+   * Step 6, idempotent: consume → capture → paid. Falls back to compensation if the stock is gone.
+   * Returns the answer the order's key holds. `payment`: the record the caller already holds.
+   */
+  async complete(orderId: Id, payment?: PaymentRecord): Promise<repo.KeyAnswer | undefined> {
     const consumed = await this.d.inventory.consume(orderId);
-    if (!consumed.ok) {
-      await this.compensate(orderId, 'reservation_expired', 'reservation_expired', 'the stock reservation expired before payment completed');
-      return 'cancelled';
-    }
-    await this.d.payments.capture(orderId);
-    const db = this.d.dbs.forId(orderId);
-    await transaction(db, async (tx) => {
-      if (await repo.transition(tx, orderId, 'pending_payment', 'paid', 'checkout')) {
-        await emit(tx, 'order.paid', orderId, { orderId });
+    if (!consumed.ok && consumed.code === 'reservation_not_found') {
+      // This saga reserved before it created the order, so "no reservation" for a young order
+      // means the reservation is in doubt (its commit raced a failover of the inventory
+      // cluster), not absent: cancelling now could leave a live reservation behind a cancelled
+      // order. Answer 503; a retry, or the sweeper once the order is abandoned, decides.
+      const order = await this.d.orders.find(orderId);
+      if (order && Date.now() - Date.parse(order.createdAt) < this.d.abandonedOrderMs) {
+        throw new AppError('unavailable', 'the stock reservation of this order cannot be confirmed right now; retry shortly');
       }
-      const row = await repo.findOrder(tx, orderId);
-      if (row) await repo.completeKeyForOrder(tx, orderId, 201, { order: toOrder(row) });
-    });
-    return 'paid';
+    }
+    if (!consumed.ok) {
+      return this.compensate(orderId, 'reservation_expired', 'reservation_expired', 'the stock reservation expired before payment completed');
+    }
+    await this.d.payments.capture(orderId, payment);
+    const db = this.d.dbs.forId(orderId);
+    const row = await repo.markPaid(db, orderId);
+    return row ? repo.answerKeyForOrder(db, orderId, 201, { order: toOrder(row) }) : undefined;
   }
 
-  /** Undo a pending order: release stock, void money, cancel, reopen the cart, record the answer. */
-  async compensate(orderId: Id, reason: string, code: ErrorCode, message: string): Promise<void> {
+  /**
+   * Undo a pending order: release stock, void money, cancel, reopen the cart, record the answer.
+   * Returns the answer the order's key holds.
+   */
+  async compensate(orderId: Id, reason: string, code: ErrorCode, message: string): Promise<repo.KeyAnswer | undefined> {
     const released = await this.d.inventory.release(orderId, reason);
     if (!released.ok && released.code === 'reservation_consumed') {
       // The reservation was consumed: the sale happened; finishing is the only correct move.
-      await this.complete(orderId);
-      return;
+      return this.complete(orderId);
     }
     await this.d.payments.void(orderId);
     const db = this.d.dbs.forId(orderId);
-    await transaction(db, async (tx) => {
+    return transaction(db, async (tx) => {
       const row = await repo.findOrder(tx, orderId);
-      if (!row) return;
+      if (!row) return undefined;
       if (await repo.transition(tx, orderId, 'pending_payment', 'cancelled', 'checkout', reason)) {
         await this.d.carts.reopen(tx, row.user_id, row.cart_id, orderId);
         await emit(tx, 'order.cancelled', orderId, { orderId, reason });
       }
-      await repo.completeKeyForOrder(tx, orderId, ERROR_STATUS[code], errorBody(code, message, { orderId }));
+      return repo.answerKeyForOrder(tx, orderId, ERROR_STATUS[code], errorBody(code, message, { orderId }));
     });
   }
 
@@ -292,6 +281,12 @@ export class CheckoutSaga {
     }
     return this.d.orders.adminTransition(orderId, to);
   }
+}
+
+/** The answer recorded on the key, as the HTTP layer sends it (a replay sends the same). */
+function respond(answer: repo.KeyAnswer | undefined): CheckoutResponse {
+  if (!answer) throw new AppError('unavailable', 'the checkout did not finish; retry with the same Idempotency-Key');
+  return { status: answer.status, body: answer.body as CheckoutResponse['body'], replayed: false };
 }
 
 /** A failure before the saga changed anything: the idempotency key is released. */

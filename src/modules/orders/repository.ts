@@ -1,5 +1,5 @@
 import type { Sql } from '../../platform/db.ts';
-import type { Id } from '../../platform/ids.ts';
+import { shardOfId, type Id } from '../../platform/ids.ts';
 import type { OrderStatus } from './state-machine.ts';
 
 export interface OrderRow {
@@ -23,34 +23,43 @@ export interface NewOrderLine {
   unitAmount: number;
 }
 
-const orderSelect = (sql: Sql): ReturnType<typeof sql> => sql`
+/** The order columns and its lines as one JSON array (no second query). `from`: orders, or a function returning orders rows. */
+const orderSelect = (sql: Sql, from: ReturnType<typeof sql> = sql`orders`): ReturnType<typeof sql> => sql`
   SELECT o.id::text, o.user_id::text, o.cart_id::text, o.status, o.currency, o.total_amount::text, o.cancel_reason,
          o.created_at, o.updated_at, o.paid_at,
          COALESCE((SELECT json_agg(json_build_object('lineNo', l.line_no, 'sku', l.sku, 'title', l.title,
                                                      'quantity', l.quantity, 'unitAmount', l.unit_amount) ORDER BY l.line_no)
                    FROM order_lines l WHERE l.order_id = o.id), '[]'::json) AS lines
-  FROM orders o`;
+  FROM ${from} o`;
 
-export async function newOrderId(sql: Sql, shard: number): Promise<Id> {
-  const [row] = await sql<{ id: Id }[]>`SELECT meridian_id(${shard})::text AS id`;
-  if (!row) throw new Error('meridian_id() returned nothing');
-  return row.id;
-}
+export type CreateOutcome = 'created' | 'not_open' | 'changed';
 
-export async function insertOrder(
+/**
+ * Step 4 of the saga in one statement (order_create, migrations/003): close the cart if its lines
+ * are still `cartLines`, write the order, its lines and history, attach the order to the key and
+ * write the event. Writes nothing unless the answer is 'created'.
+ */
+export async function createOrder(
   sql: Sql,
-  o: { id: Id; userId: Id; cartId: Id; currency: string; totalAmount: number; lines: readonly NewOrderLine[] },
-): Promise<void> {
-  await sql`
-    INSERT INTO orders (id, user_id, cart_id, status, currency, total_amount)
-    VALUES (${o.id}, ${o.userId}, ${o.cartId}, 'pending_payment', ${o.currency}, ${o.totalAmount})`;
-  await sql`
-    INSERT INTO order_lines (order_id, line_no, user_id, sku, title, quantity, unit_amount)
-    SELECT ${o.id}, n, ${o.userId}, sku, title, quantity, unit_amount
-    FROM unnest(${o.lines.map((l) => l.sku)}::text[], ${o.lines.map((l) => l.title)}::text[],
-                ${o.lines.map((l) => l.quantity)}::int[], ${o.lines.map((l) => l.unitAmount)}::bigint[])
-         WITH ORDINALITY AS t(sku, title, quantity, unit_amount, n)`;
-  await sql`INSERT INTO order_history (order_id, user_id, from_status, to_status, actor) VALUES (${o.id}, ${o.userId}, NULL, 'pending_payment', 'checkout')`;
+  o: {
+    id: Id;
+    userId: Id;
+    cartId: Id;
+    key: string;
+    currency: string;
+    totalAmount: number;
+    cartLines: readonly { id: Id; sku: string; quantity: number }[];
+    lines: readonly NewOrderLine[];
+    event: Record<string, unknown>;
+  },
+): Promise<CreateOutcome> {
+  const [row] = await sql<{ outcome: CreateOutcome }[]>`
+    SELECT order_create(${o.id}, ${o.userId}, ${o.cartId}, ${o.key}, ${o.currency}, ${o.totalAmount},
+                        ${o.cartLines.map((l) => l.id)}::bigint[], ${o.lines.map((l) => l.sku)}::text[], ${o.lines.map((l) => l.title)}::text[],
+                        ${o.lines.map((l) => l.quantity)}::int[], ${o.lines.map((l) => l.unitAmount)}::bigint[],
+                        ${sql.json(o.event as never)}) AS outcome`;
+  if (!row) throw new Error('order_create returned nothing');
+  return row.outcome;
 }
 
 export async function findOrder(sql: Sql, orderId: Id, userId?: Id): Promise<OrderRow | undefined> {
@@ -73,7 +82,7 @@ export async function listOrders(sql: Sql, status: OrderStatus | undefined, befo
     ORDER BY o.id DESC LIMIT ${limit}`;
 }
 
-/** Conditional move: only succeeds from the expected status, so concurrent movers cannot both win. */
+/** Conditional move (order_transition, migrations/003): only from the expected status, so concurrent movers cannot both win. */
 export async function transition(
   sql: Sql,
   orderId: Id,
@@ -82,15 +91,17 @@ export async function transition(
   actor: string,
   cancelReason?: string,
 ): Promise<boolean> {
-  const rows = await sql<{ user_id: Id }[]>`
-    UPDATE orders SET status = ${to}, updated_at = now(),
-      paid_at = CASE WHEN ${to} = 'paid' THEN now() ELSE paid_at END,
-      cancel_reason = COALESCE(${cancelReason ?? null}, cancel_reason)
-    WHERE id = ${orderId} AND status = ${from} RETURNING user_id::text`;
-  const row = rows[0];
-  if (!row) return false;
-  await sql`INSERT INTO order_history (order_id, user_id, from_status, to_status, actor) VALUES (${orderId}, ${row.user_id}, ${from}, ${to}, ${actor})`;
-  return true;
+  const [row] = await sql<{ moved: boolean }[]>`SELECT order_transition(${orderId}, ${from}, ${to}, ${actor}, ${cancelReason ?? null}) AS moved`;
+  return row?.moved === true;
+}
+
+/**
+ * Record the capture, mark the order paid and write the event, in one statement (order_mark_paid,
+ * migrations/003). Idempotent. Returns the order as it is now; undefined for an unknown order.
+ */
+export async function markPaid(sql: Sql, orderId: Id): Promise<OrderRow | undefined> {
+  const [row] = await sql<OrderRow[]>`${orderSelect(sql, sql`order_mark_paid(${orderId})`)}`;
+  return row;
 }
 
 export async function stalePendingOrderIds(sql: Sql, olderThanMs: number, limit: number): Promise<Id[]> {
@@ -109,23 +120,24 @@ export interface IdempotencyRow {
   response_body: unknown;
 }
 
-export type KeyClaim = { claimed: true; resumeOrderId: Id | null } | { claimed: false; row: IdempotencyRow };
+export type KeyClaim = { claimed: true; resumeOrderId: Id | null; newOrderId: Id } | { claimed: false; row: IdempotencyRow };
 
 /**
- * Claims a key. A key left in progress by a request older than leaseMs is taken over by a retry
- * with the same body: no request lives longer than the request timeout, so its first holder is
- * gone (its process died, or it failed where it could not even record the outcome). If that
- * holder had created the order, the retry resumes the saga from there.
+ * Claims a key, and draws the id the saga's order will have in the same round trip. A key left in
+ * progress by a request older than leaseMs is taken over by a retry with the same body: no request
+ * lives longer than the request timeout, so its first holder is gone (its process died, or it
+ * failed where it could not even record the outcome). If that holder had created the order, the
+ * retry resumes the saga from there.
  */
 export async function claimIdempotencyKey(sql: Sql, userId: Id, key: string, requestHash: string, leaseMs: number): Promise<KeyClaim> {
-  const [claimed] = await sql<{ order_id: Id | null }[]>`
+  const [claimed] = await sql<{ order_id: Id | null; new_order_id: Id }[]>`
     INSERT INTO idempotency_keys (user_id, key, request_hash, state) VALUES (${userId}, ${key}, ${requestHash}, 'in_progress')
     ON CONFLICT (user_id, key) DO UPDATE SET updated_at = now()
       WHERE idempotency_keys.state = 'in_progress'
         AND idempotency_keys.request_hash = EXCLUDED.request_hash
         AND idempotency_keys.updated_at < now() - ${leaseMs} * interval '1 millisecond'
-    RETURNING order_id::text`;
-  if (claimed) return { claimed: true, resumeOrderId: claimed.order_id };
+    RETURNING order_id::text, meridian_id(${shardOfId(userId)})::text AS new_order_id`;
+  if (claimed) return { claimed: true, resumeOrderId: claimed.order_id, newOrderId: claimed.new_order_id };
   const [row] = await sql<IdempotencyRow[]>`
     SELECT request_hash, state, order_id::text, response_status, response_body FROM idempotency_keys
     WHERE user_id = ${userId} AND key = ${key}`;
@@ -133,20 +145,19 @@ export async function claimIdempotencyKey(sql: Sql, userId: Id, key: string, req
   return { claimed: false, row };
 }
 
-export async function attachOrderToKey(sql: Sql, userId: Id, key: string, orderId: Id): Promise<void> {
-  await sql`UPDATE idempotency_keys SET order_id = ${orderId}, updated_at = now() WHERE user_id = ${userId} AND key = ${key}`;
+export interface KeyAnswer {
+  status: number;
+  body: unknown;
 }
 
-export async function completeIdempotencyKey(sql: Sql, userId: Id, key: string, status: number, body: unknown): Promise<void> {
-  await sql`
-    UPDATE idempotency_keys SET state = 'completed', response_status = ${status}, response_body = ${sql.json(body as never)}, updated_at = now()
-    WHERE user_id = ${userId} AND key = ${key}`;
-}
-
-export async function completeKeyForOrder(sql: Sql, orderId: Id, status: number, body: unknown): Promise<void> {
-  await sql`
-    UPDATE idempotency_keys SET state = 'completed', response_status = ${status}, response_body = ${sql.json(body as never)}, updated_at = now()
-    WHERE order_id = ${orderId} AND state = 'in_progress'`;
+/**
+ * Record the final answer of an order's checkout on its key, unless one is recorded already
+ * (order_answer, migrations/003). Returns the answer the key holds, so the caller sends exactly
+ * what a replay will; undefined when the order has no key.
+ */
+export async function answerKeyForOrder(sql: Sql, orderId: Id, status: number, body: unknown): Promise<KeyAnswer | undefined> {
+  const [row] = await sql<{ answer: KeyAnswer | null }[]>`SELECT order_answer(${orderId}, ${status}, ${sql.json(body as never)}) AS answer`;
+  return row?.answer ?? undefined;
 }
 
 /** Forget a key whose request failed before any side effect, so the client may retry with it. */
