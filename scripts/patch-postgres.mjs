@@ -1,12 +1,19 @@
 /* global console */
-// postinstall: guards postgres.js 3.4.9 against writing to a closed socket.
+// postinstall: two guards for postgres.js 3.4.9 around a socket that closes under a queued
+// write — the everyday case of a failover, when a PostgreSQL primary dies mid-query.
 //
-// Why: when a connection's socket closes while a small write is queued (a PostgreSQL primary
-// dying mid-query, the everyday case of a failover), connection.js's nextWrite() runs from a
-// setImmediate with `socket === null` and throws an uncatchable TypeError that kills the whole
-// API process (porsager/postgres#1154, #1208; fix proposed upstream in #1176 / #1209, not
-// released as of 3.4.9). The guard below is that fix: with no socket, the queued write fails
-// the connection's queries with CONNECTION_CLOSED, which the caller sees and answers 503.
+// 1. connection.js's nextWrite() runs from a setImmediate with `socket === null` and throws an
+//    uncatchable TypeError that kills the whole API process (porsager/postgres#1154, #1208; fix
+//    proposed upstream in #1176 / #1209, not released as of 3.4.9). With no socket, the queued
+//    write now fails the connection's queries with CONNECTION_CLOSED (the caller answers 503).
+// 2. terminate() and closed() cancel the queued write's timer without forgetting it, so the
+//    connection, once reconnected, never schedules a flush again: every later query on it
+//    stalls or fails (described in LanternOps/breeze#3225). They now forget the timer and the
+//    unsent bytes, which belonged to the dead socket.
+// 3. closed() leaves the connection's row counter and result buffer where a result cut off
+//    mid-way stopped, so the next query on the reconnected connection fills its rows from that
+//    index into that buffer: its result has holes (`undefined` rows, seen as 500s under a core
+//    failover) or stale rows of the aborted query. closed() now starts both afresh.
 // Idempotent; it touches nothing if the code it expects is not there (a fixed release).
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -25,17 +32,40 @@ const AFTER = `  function nextWrite(fn) { ${MARK}
     }
     const x = socket.write(chunk, fn)`;
 
+// In terminate() and closed(): the only two bare `clearImmediate(nextWriteTimer)` lines.
+const TIMER_MARK = '/* meridian: timer forgotten */';
+const TIMER_BEFORE = /\n(\s+)clearImmediate\(nextWriteTimer\)\n/g;
+const TIMER_AFTER = `\n$1clearImmediate(nextWriteTimer)\n$1nextWriteTimer = chunk = null ${TIMER_MARK}\n`;
+
+const ROWS_MARK = '/* meridian: row counter reset */';
+const ROWS_BEFORE = `  async function closed(hadError) {
+    incoming = Buffer.alloc(0)`;
+const ROWS_AFTER = `${ROWS_BEFORE}
+    rows = 0
+    result = new Result() ${ROWS_MARK}`;
+
 let patched = 0;
 for (const variant of ['src', 'cjs/src', 'cf/src']) {
   const file = path.join(root, variant, 'connection.js');
   if (!existsSync(file)) continue;
-  const text = readFileSync(file, 'utf8');
-  if (text.includes(MARK)) continue;
-  if (!text.includes(BEFORE)) {
-    console.warn(`patch-postgres: ${file} does not have the expected nextWrite(); left as is`);
-    continue;
+  let text = readFileSync(file, 'utf8');
+  const before = text;
+  if (!text.includes(MARK)) {
+    if (text.includes(BEFORE)) text = text.replace(BEFORE, AFTER);
+    else console.warn(`patch-postgres: ${file} does not have the expected nextWrite(); left as is`);
   }
-  writeFileSync(file, text.replace(BEFORE, AFTER));
-  patched++;
+  if (!text.includes(TIMER_MARK)) {
+    const count = text.match(TIMER_BEFORE)?.length ?? 0;
+    if (count === 2) text = text.replace(TIMER_BEFORE, TIMER_AFTER);
+    else console.warn(`patch-postgres: ${file} has ${count} bare clearImmediate(nextWriteTimer) lines, expected 2; left as is`);
+  }
+  if (!text.includes(ROWS_MARK)) {
+    if (text.includes(ROWS_BEFORE)) text = text.replace(ROWS_BEFORE, ROWS_AFTER);
+    else console.warn(`patch-postgres: ${file} does not have the expected closed(); left as is`);
+  }
+  if (text !== before) {
+    writeFileSync(file, text);
+    patched++;
+  }
 }
-if (patched) console.log(`patch-postgres: guarded nextWrite() in ${patched} build(s) of postgres.js`);
+if (patched) console.log(`patch-postgres: patched ${patched} build(s) of postgres.js (see the comment at the top)`);

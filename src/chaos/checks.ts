@@ -14,7 +14,7 @@ export interface FaultCheck {
 }
 
 /** Every acknowledged order, read back through the API as its buyer sees it (GET /v1/orders). */
-async function missingFromHistory(baseUrl: string, buyers: readonly Buyer[], acknowledged: readonly AcknowledgedOrder[]): Promise<string[]> {
+export async function missingFromHistory(baseUrl: string, buyers: readonly Buyer[], acknowledged: readonly AcknowledgedOrder[]): Promise<string[]> {
   const byUser = new Map<string, Set<string>>();
   for (const a of acknowledged) {
     const set = byUser.get(a.userId) ?? new Set<string>();

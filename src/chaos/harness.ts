@@ -10,7 +10,9 @@ import { clusterCredentials, clusterSpecs, clusterStatus, type ClusterStatus } f
 import { redisClusterStatus, redisClusterUp, redisSpecOfTopology } from '../cluster/redis-cluster.ts';
 import type { Topology } from '../cluster/topology.ts';
 import { Databases } from '../platform/db.ts';
-import { checkAfterFault, type FaultCheck } from './checks.ts';
+import { checkAfterFault, missingFromHistory, type FaultCheck } from './checks.ts';
+import { createBackups, restoreToTime } from '../cluster/backup.ts';
+import { verifyInvariants } from '../cluster/verify.ts';
 import { CheckoutLoad, outageEnd, type Buyer } from './load.ts';
 import { WriteProbe } from './write-probe.ts';
 
@@ -60,6 +62,10 @@ export class ApiProcess {
   }
 
   async start(): Promise<void> {
+    // Another process answering on our port would be measured instead of ours: refuse.
+    if (await fetch(`${this.baseUrl}/healthz`, { signal: AbortSignal.timeout(500) }).then(() => true, () => false)) {
+      throw new Error(`something already serves ${this.baseUrl}: stop it or choose another --port`);
+    }
     const log = openSync(path.join(this.options.dataDir, 'chaos-api.log'), 'a');
     this.child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli.ts'), 'start', '--topology', this.options.topologyFile], {
       cwd: ROOT,
@@ -286,5 +292,80 @@ export async function runChaos(options: ChaosOptions, schedule: readonly { fault
     await Promise.all([...probes.values()].map((p) => p.stop()));
     await apiProcess.stop();
     await dbs.close();
+  }
+}
+
+export interface PitrReport {
+  backupSeconds: number;
+  targetTime: string;
+  ordersBefore: number;
+  ordersAfter: number;
+  restoreSeconds: number;
+  /** Orders acknowledged before T that the restored clusters do not hold (must be none). */
+  missingBefore: string[];
+  /** Orders acknowledged after T that the restored clusters still hold (must be none). */
+  presentAfter: string[];
+  verify: FaultCheck['verify'];
+  ok: boolean;
+}
+
+/**
+ * The point-in-time drill of the fault schedule: full backup, orders A under load, time T,
+ * orders B, restore every cluster to T, then A must all be there (through the API, as their
+ * buyers see them), B must be gone from every shard, and meridian verify must be clean.
+ */
+export async function runPitrDrill(options: ChaosOptions): Promise<PitrReport> {
+  const { topology, progress } = options;
+  const apiProcess = new ApiProcess(options);
+  const loadFor = async (shop: Awaited<ReturnType<typeof prepareShop>>, ms: number): Promise<CheckoutLoad> => {
+    const load = new CheckoutLoad({
+      baseUrl: apiProcess.baseUrl, buyers: shop.buyers, plentySkus: shop.plentySkus, hotSku: shop.hotSku,
+      hotEvery: 4, workers: options.workers, attemptTimeoutMs: 30_000, stepDeadlineMs: 60_000,
+    });
+    load.start();
+    await sleep(ms);
+    await load.stop();
+    return load;
+  };
+  try {
+    await apiProcess.start();
+    const shop = await prepareShop(apiProcess.baseUrl, options, Date.now().toString(36));
+    let started = Date.now();
+    await createBackups(topology, options.dataDir, 'full', progress);
+    const backupSeconds = (Date.now() - started) / 1000;
+    progress(`full backup of every cluster in ${backupSeconds.toFixed(1)} s`);
+    const before = (await loadFor(shop, options.settleMs)).tally.acknowledged;
+    // Commit timestamps and the client's clock are not the same instant: keep T clear of both loads.
+    await sleep(1_500);
+    const target = new Date();
+    await sleep(1_500);
+    const after = (await loadFor(shop, options.settleMs)).tally.acknowledged;
+    progress(`orders A: ${before.length}, T = ${target.toISOString()}, orders B: ${after.length}`);
+    await apiProcess.stop();
+    started = Date.now();
+    await restoreToTime(topology, options.dataDir, target, progress);
+    const restoreSeconds = (Date.now() - started) / 1000;
+    await apiProcess.start();
+    const missingBefore = await missingFromHistory(apiProcess.baseUrl, shop.buyers, before);
+    const dbs = new Databases(clusterSpecs(topology, await clusterCredentials(options.dataDir)), { max: 4 });
+    try {
+      const presentAfter: string[] = [];
+      const ids = after.map((o) => o.orderId);
+      for (const c of dbs.shardClusters()) {
+        const rows = await c.pool<{ id: string }[]>`SELECT id::text FROM orders WHERE id = ANY(${ids}::bigint[])`;
+        presentAfter.push(...rows.map((r) => r.id));
+      }
+      const report = await verifyInvariants({ dbs }, { graceMs: 0, findingsMax: 20 });
+      const verify = { ok: report.ok, invariants: report.invariants, findings: report.findings };
+      return {
+        backupSeconds, targetTime: target.toISOString(), ordersBefore: before.length, ordersAfter: after.length, restoreSeconds,
+        missingBefore, presentAfter, verify,
+        ok: before.length > 0 && after.length > 0 && missingBefore.length === 0 && presentAfter.length === 0 && report.ok,
+      };
+    } finally {
+      await dbs.close();
+    }
+  } finally {
+    await apiProcess.stop();
   }
 }

@@ -17,7 +17,7 @@ export class WriteProbe {
   private readonly sql: postgres.Sql;
 
   constructor(url: string, private readonly intervalMs = 50) {
-    this.sql = postgres(url, { max: 1, connect_timeout: 1, idle_timeout: 0, onnotice: () => undefined, connection: { application_name: 'meridian-chaos-probe', statement_timeout: 1_000 } });
+    this.sql = postgres(url, { max: 1, connect_timeout: 1, idle_timeout: 0, onnotice: () => undefined, connection: { application_name: 'meridian-chaos-probe', statement_timeout: 1_000, synchronous_commit: 'local' } });
   }
 
   start(): void {
@@ -25,7 +25,9 @@ export class WriteProbe {
     this.loop = (async () => {
       while (this.running) {
         // No client-side timeout: while there is no primary the query waits for one (postgres.js
-        // cycles through the hosts), and its answer marks the moment writes came back.
+        // cycles through the hosts), and its answer marks the moment writes came back. The
+        // commit does not wait for the standby (synchronous_commit local): an orphaned backend of
+        // the killed primary would wait for it forever, and only the new primary's answers count.
         try {
           const [row] = await this.sql<{ port: number }[]>`SELECT txid_current(), inet_server_port() AS port`;
           this.acks.push({ at: Date.now(), port: row!.port });
