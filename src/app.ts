@@ -81,9 +81,12 @@ function buildGate(config: Config, dbs: Databases, log: Logger, metrics: Metrics
     case 'postgres-batched':
       return batched(gateMetrics);
     case 'redis': {
-      const redis = redisOverride ?? createRedis({ url: config.redisUrl, clusterNodes: config.redisClusterNodes, commandTimeoutMs: config.redisCommandTimeoutMs });
+      // The gate applies REDIS_COMMAND_TIMEOUT_MS itself, tolerating event-loop lag (redis-gate.ts); the client's is the backstop.
+      const redis = redisOverride ?? createRedis({ url: config.redisUrl, clusterNodes: config.redisClusterNodes, commandTimeoutMs: Math.max(8 * config.redisCommandTimeoutMs, 2_000) });
       if (!redis) throw new Error('the redis gate needs REDIS_URL or REDIS_CLUSTER_NODES');
-      return new RedisGate(redis, db, batched(), { holdStaleMs: 30_000, reconcileIntervalMs: config.gateReconcileIntervalMs }, log, {
+      // Write-behind batches may be larger than a waiting buyer's: nobody waits on them.
+      const writeBehind = new PostgresBatchedGate(db, { partitions: 8, maxBatch: 2_000 });
+      return new RedisGate(redis, db, writeBehind, { holdStaleMs: 30_000, reconcileIntervalMs: config.gateReconcileIntervalMs, commandTimeoutMs: config.redisCommandTimeoutMs }, log, {
         ...gateMetrics,
         fallbacks: metrics.gateFallbacks,
         drift: metrics.gateDrift,

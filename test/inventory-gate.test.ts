@@ -46,6 +46,7 @@ for (const engine of ENGINES) {
     async function assertCountersMatch(skus: string[]): Promise<void> {
       if (t.s.inventory.gate.engine !== 'redis') return;
       const gate = t.s.inventory.gate as RedisGate;
+      await gate.drain();
       for (const sku of skus) {
         assert.equal(await gate.counter(sku), (await t.s.inventory.availability(sku)).available, `redis counter of ${sku}`);
       }
@@ -56,6 +57,7 @@ for (const engine of ENGINES) {
       const rid = id();
       assert.deepEqual(await t.s.inventory.reserve(rid, [{ sku: p.sku, quantity: 4 }], 60_000), { ok: true });
       assert.deepEqual(await t.s.inventory.reserve(rid, [{ sku: p.sku, quantity: 4 }], 60_000), { ok: true });
+      await t.s.inventory.gate.written?.(rid); // a write-behind engine has answered before PostgreSQL recorded
       assert.equal((await t.s.inventory.availability(p.sku)).available, 6, 'the repeat did not reserve twice');
       await assertCountersMatch([p.sku]);
       await assertInventoryInvariants(t);
@@ -74,8 +76,15 @@ for (const engine of ENGINES) {
 
     it('200 concurrent reservations for 50 units: exactly 50 succeed', async () => {
       const p = await createProduct(t, 50);
-      const results = await Promise.all(Array.from({ length: 200 }, () => t.s.inventory.reserve(id(), [{ sku: p.sku, quantity: 1 }], 60_000)));
+      const ids = Array.from({ length: 200 }, id);
+      const results = await Promise.all(ids.map((rid) => t.s.inventory.reserve(rid, [{ sku: p.sku, quantity: 1 }], 60_000)));
       assert.equal(results.filter((r) => r.ok).length, 50);
+      const early = await t.s.inventory.refusesAtOnce([{ sku: p.sku, quantity: 1 }]);
+      // Only a gate with counters can refuse before reserving; the answer is reserve()'s refusal.
+      if (t.s.inventory.gate.refusesAtOnce) assert.deepEqual(early, { ok: false, code: 'out_of_stock', sku: p.sku, requested: 1, available: 0 });
+      else assert.equal(early, undefined);
+      // A write-behind engine has answered before PostgreSQL recorded: wait for it, as consume() does.
+      await Promise.all(ids.map((rid) => t.s.inventory.gate.written?.(rid)));
       assert.equal((await t.s.inventory.availability(p.sku)).available, 0);
       await assertCountersMatch([p.sku]);
       await assertInventoryInvariants(t);
@@ -98,7 +107,7 @@ for (const engine of ENGINES) {
     });
 
     if (engine.redis) {
-      it('a drifted counter cannot oversell: PostgreSQL refuses, reconciliation corrects it', async () => {
+      it('a drifted counter cannot oversell: PostgreSQL refuses at the write, consume() fails, reconciliation corrects it', async () => {
         const gate = t.s.inventory.gate as RedisGate;
         const p = await createProduct(t, 3);
         const redis = engine.redis!();
@@ -108,13 +117,21 @@ for (const engine of ENGINES) {
         } finally {
           redis.disconnect();
         }
-        const results = await Promise.all(Array.from({ length: 20 }, () => t.s.inventory.reserve(id(), [{ sku: p.sku, quantity: 1 }], 60_000)));
-        assert.equal(results.filter((r) => r.ok).length, 3);
-        assert.equal((await t.s.inventory.availability(p.sku)).available, 0);
+        const ids = Array.from({ length: 20 }, id);
+        const admitted = await Promise.all(ids.map((rid) => t.s.inventory.reserve(rid, [{ sku: p.sku, quantity: 1 }], 60_000)));
+        assert.equal(admitted.filter((r) => r.ok).length, 20, 'the drifted counter admits everyone');
+        // The arbiter: only what PostgreSQL recorded can be sold; the rest fails before any confirmation.
+        const consumed = await Promise.all(ids.map((rid) => t.s.inventory.consume(rid)));
+        assert.equal(consumed.filter((r) => r.ok).length, 3);
+        for (const r of consumed) if (!r.ok) assert.equal(r.code, 'reservation_not_found');
+        const av = await t.s.inventory.availability(p.sku);
+        assert.deepEqual([av.available, av.locations[0]?.onHand, av.locations[0]?.reserved], [0, 0, 0]);
         await gate.reconcileAll();
         assert.equal(await gate.counter(p.sku), 0);
         const metrics = await t.s.metrics.registry.getSingleMetricAsString('meridian_inventory_gate_drift_corrected_units_total');
         assert.match(metrics, /meridian_inventory_gate_drift_corrected_units_total [1-9]/);
+        const refused = await t.s.metrics.registry.getSingleMetricAsString('meridian_inventory_reservations_total');
+        assert.match(refused, /result="arbiter_refused"[^\n]* 17/);
         await assertInventoryInvariants(t);
       });
     }

@@ -6,7 +6,9 @@
 //                      read-then-write pattern, written here as the baseline
 //   pg-direct          PostgresGate: one statement per reservation (inventory_try_reserve)
 //   pg-batched         PostgresBatchedGate: group commit (inventory_reserve_many)
-//   redis              RedisGate over one Redis: Lua admission, then PostgreSQL (batched) as arbiter
+//   redis              RedisGate over one Redis: Lua admission, written behind to PostgreSQL (the
+//                      arbiter) in group commits; a phase lasts until the last admitted
+//                      reservation is in PostgreSQL (its drain time counts)
 //   redis-cluster      the same over a Redis Cluster (only with BENCH_REDIS_CLUSTER_NODES)
 //   ioredis-admit      diagnostic: this process sending the ceiling's Lua script through ioredis,
 //                      no PostgreSQL — what Node + ioredis alone can do
@@ -86,6 +88,7 @@ const WARMUP_S = 2;
 const STOCK_MARGIN = 4;
 /** As the server configures them (src/app.ts, src/platform/config.ts defaults). */
 const BATCHED_OPTIONS = { partitions: 8, maxBatch: 500 };
+const WRITE_BEHIND_OPTIONS = { partitions: 8, maxBatch: 2_000 };
 const REDIS_GATE_OPTIONS = { holdStaleMs: 30_000, reconcileIntervalMs: 10_000 };
 const REDIS_COMMAND_TIMEOUT_MS = 250;
 const TARGET = { redisVsNaiveMin: 20, redisVsCeilingMin: 0.5, batchedVsDirectMin: 3 };
@@ -107,6 +110,8 @@ interface Variant {
   gate?: InventoryGate;
   /** For redis gates: calls that reached PostgreSQL through the arbiter. */
   arbiterCalls?: () => number;
+  /** For write-behind gates: resolves when every admitted reservation is in PostgreSQL. */
+  drain?: () => Promise<void>;
   /** For redis gates and the Redis diagnostics: the client whose keys this run owns. */
   redis?: RedisClient;
   metrics?: Metrics;
@@ -122,6 +127,8 @@ interface PhaseCheck {
   invariantsCheckMs: number;
   /** Calls of the PostgreSQL arbiter behind a Redis gate during the phase. */
   arbiterCalls?: number;
+  /** Write-behind gates: time after the last answer until PostgreSQL had recorded everything (counted in the phase's time). */
+  writeBehindDrainMs?: number;
   redisFallbacks?: number;
   soldOutDuringPhase: boolean;
 }
@@ -321,8 +328,8 @@ async function run(o: BenchOptions): Promise<void> {
     await plainService.upsertLocation(LOCATION_ID, 'Benchmark warehouse');
 
     // --- Redis clients: one per gate (the gate's stop() disconnects it) and one for diagnostics
-    const newRedis = async (kind: 'url' | 'cluster'): Promise<RedisClient> => {
-      const c = createRedis(kind === 'url' ? { url: redisUrl, commandTimeoutMs: REDIS_COMMAND_TIMEOUT_MS } : { clusterNodes, commandTimeoutMs: REDIS_COMMAND_TIMEOUT_MS });
+    const newRedis = async (kind: 'url' | 'cluster', commandTimeoutMs = REDIS_COMMAND_TIMEOUT_MS): Promise<RedisClient> => {
+      const c = createRedis(kind === 'url' ? { url: redisUrl, commandTimeoutMs } : { clusterNodes, commandTimeoutMs });
       if (!c) throw new Error('no redis client');
       clients.push(c);
       try {
@@ -337,23 +344,24 @@ async function run(o: BenchOptions): Promise<void> {
     progress(`redis: ${redactUrl(redisUrl)} (Redis ${redisInfo})${clusterNodes.length ? `; cluster ${clusterNodes.join(',')}` : ''}`);
 
     const redisGateVariant = async (key: string, label: string, kind: 'url' | 'cluster'): Promise<Variant> => {
-      const client = await newRedis(kind);
+      // As src/app.ts builds it: the gate applies the command timeout itself (lag-tolerant), the client's is a backstop.
+      const client = await newRedis(kind, Math.max(8 * REDIS_COMMAND_TIMEOUT_MS, 2_000));
       const metrics = createMetrics(false);
-      const arbiter = new PostgresBatchedGate(pool, BATCHED_OPTIONS);
+      const arbiter = new PostgresBatchedGate(pool, WRITE_BEHIND_OPTIONS);
       let calls = 0;
       const enqueue = arbiter.enqueue.bind(arbiter);
       arbiter.enqueue = (...args) => {
         calls++;
         return enqueue(...args);
       };
-      const gate = new RedisGate(client, pool, arbiter, REDIS_GATE_OPTIONS, log, {
+      const gate = new RedisGate(client, pool, arbiter, { ...REDIS_GATE_OPTIONS, commandTimeoutMs: REDIS_COMMAND_TIMEOUT_MS }, log, {
         reservations: metrics.gateReservations,
         latency: metrics.gateLatency,
         fallbacks: metrics.gateFallbacks,
         drift: metrics.gateDrift,
         driftCorrections: metrics.gateDriftCorrections,
       });
-      return { key, label, kind: 'gate', gate, arbiterCalls: () => calls, redis: client, metrics };
+      return { key, label, kind: 'gate', gate, arbiterCalls: () => calls, drain: () => gate.drain(), redis: client, metrics };
     };
 
     variants.push({ key: 'naive', label: 'naive SELECT FOR UPDATE + UPDATE (baseline)', kind: 'naive' });
@@ -443,13 +451,19 @@ async function run(o: BenchOptions): Promise<void> {
       const elu0 = performance.eventLoopUtilization();
       const cpu0 = process.cpuUsage();
       const lines = [{ sku, quantity: QUANTITY }];
-      const r = await runClosedLoop({
+      const loop = await runClosedLoop({
         phase, round, concurrency, durationS, next: () => true,
         op: async () => {
           const outcome = gate ? await gate.reserve(nextId(), lines, RESERVATION_TTL_MS) : await naiveReserve(pool, nextId(), sku, QUANTITY);
           return outcome.ok ? 'reserved' : 'out_of_stock';
         },
       });
+      // A write-behind gate answers before PostgreSQL has recorded: the phase ends when the last
+      // admitted reservation is in PostgreSQL, so its rate is what PostgreSQL kept up with.
+      const drainStarted = performance.now();
+      await v.drain?.();
+      const writeBehindDrainMs = v.drain ? Math.round(performance.now() - drainStarted) : undefined;
+      const r = writeBehindDrainMs === undefined ? loop : { ...loop, elapsedS: loop.elapsedS + writeBehindDrainMs / 1000, perSecond: loop.completed / (loop.elapsedS + writeBehindDrainMs / 1000) };
       const cpu = process.cpuUsage(cpu0);
       const eventLoopUtilization = performance.eventLoopUtilization(elu0).utilization;
       const pgTx = (await pgTransactions()) - tx0;
@@ -471,6 +485,7 @@ async function run(o: BenchOptions): Promise<void> {
         ...(invariantsOk ? {} : { invariantViolations: violations }),
         invariantsCheckMs,
         ...(arbiterCalls !== undefined ? { arbiterCalls } : {}),
+        ...(writeBehindDrainMs !== undefined ? { writeBehindDrainMs } : {}),
         ...(redisFallbacks !== undefined ? { redisFallbacks } : {}),
         soldOutDuringPhase,
       };
@@ -496,6 +511,7 @@ async function run(o: BenchOptions): Promise<void> {
         parts.push(`reserved ${c.reservedUnits}/${c.expectedReservedUnits} ${c.reservedUnits === c.expectedReservedUnits ? 'ok' : 'MISMATCH'}`);
         parts.push(`invariants ${c.invariantsOk ? 'ok' : 'VIOLATED'} (${c.invariantsCheckMs} ms)`);
         if (c.arbiterCalls !== undefined) parts.push(`arbiter calls ${c.arbiterCalls}`);
+        if (c.writeBehindDrainMs !== undefined) parts.push(`write-behind drain ${c.writeBehindDrainMs} ms`);
         if (c.redisFallbacks) parts.push(`redis fallbacks ${c.redisFallbacks}`);
       }
       return parts.join(', ');
@@ -618,6 +634,7 @@ async function run(o: BenchOptions): Promise<void> {
         reservationTtlMs: RESERVATION_TTL_MS,
         poolMax,
         batchedOptions: BATCHED_OPTIONS,
+        writeBehindOptions: WRITE_BEHIND_OPTIONS,
         redisGateOptions: REDIS_GATE_OPTIONS,
         redisCommandTimeoutMs: REDIS_COMMAND_TIMEOUT_MS,
         database: scratch.description,

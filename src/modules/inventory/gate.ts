@@ -1,10 +1,11 @@
 // The inventory gate: the component that says yes or no to a reservation. Every engine ends in
 // PostgreSQL, the arbiter (ARCHITECTURE.md, I7); they differ in how much load reaches it.
-//   postgres          one statement per reservation (inventory_reserve)
+//   postgres          one statement per reservation (inventory_try_reserve)
 //   postgres-batched  group commit: reservations waiting for the same partition go out together
-//                     in one statement and one commit (inventory_reserve_many)
-//   redis             a Redis (Cluster) counter admits or refuses in microseconds; only admitted
-//                     reservations reach PostgreSQL, through the batched engine (redis-gate.ts)
+//                     in one set-based statement and one commit (inventory_reserve_many)
+//   redis             a Redis (Cluster) counter admits or refuses in microseconds; admitted
+//                     reservations are written behind to PostgreSQL in batches through the
+//                     batched engine, and PostgreSQL still decides (redis-gate.ts)
 import type { Histogram, Counter } from 'prom-client';
 import type { Pool } from '../../platform/db.ts';
 import type { Id } from '../../platform/ids.ts';
@@ -26,6 +27,22 @@ export interface InventoryGate {
   reserve(reservationId: Id, lines: readonly GateLine[], ttlMs: number): Promise<GateOutcome>;
   /** Units of these SKUs became available or unavailable outside reserve(): catch up. */
   stockChanged(skus: readonly string[]): Promise<void>;
+  /**
+   * For engines that answer before PostgreSQL has recorded the reservation (write-behind):
+   * resolves once this process has no write of it pending, so that a settlement that follows
+   * finds it in PostgreSQL (or finds that PostgreSQL refused it).
+   */
+  written?(reservationId: Id): Promise<void>;
+  /**
+   * A refusal the gate can give without reserving anything (a SKU whose counter is below the
+   * quantity: sold out), in one round trip; undefined when only reserve() can tell.
+   */
+  refusesAtOnce?(lines: readonly GateLine[]): Promise<GateOutcome | undefined>;
+  /**
+   * These units of a reservation were just released in PostgreSQL, by a settlement whose clock
+   * (µs, taken under the stock row locks) was atUs: give them back, exactly once.
+   */
+  unitsReleased?(units: readonly GateLine[], atUs: string): Promise<void>;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -139,8 +156,13 @@ export class PostgresBatchedGate implements InventoryGate {
         (err: unknown) => batch.forEach((w) => w.reject(err)),
       )
       .finally(() => {
-        this.busy.delete(key);
-        this.flush(key, ttlMs);
+        // The next batch goes out on the next turn of the event loop, not now: the callers just
+        // answered send their next requests from microtasks, and they all belong in that batch
+        // (sending at once would carry one request and leave the rest waiting a whole commit).
+        setImmediate(() => {
+          this.busy.delete(key);
+          this.flush(key, ttlMs);
+        });
       });
   }
 

@@ -25,6 +25,13 @@ export type SettleResult =
 
 type SettleOutcome = 'settled' | 'already' | 'expired' | 'ended' | 'not_found';
 
+/** A settlement, the units it ended, and when (PostgreSQL's clock, µs, under the stock locks). */
+interface Settled {
+  outcome: SettleOutcome;
+  units: ReserveLine[];
+  atUs: string;
+}
+
 
 export interface Availability {
   sku: string;
@@ -75,34 +82,54 @@ export class InventoryService {
     return { ok: false, code: 'out_of_stock', sku: outcome.sku, requested: outcome.requested, available: outcome.available };
   }
 
+  /**
+   * An out-of-stock answer the gate can give before any work toward a reservation (Redis: a
+   * sold-out counter, one round trip); undefined when only reserve() can tell. For callers that
+   * would otherwise do work (idempotency keys, prices, order ids) only to be refused — in a flash
+   * sale, nearly everyone.
+   */
+  async refusesAtOnce(lines: readonly ReserveLine[]): Promise<ReserveResult | undefined> {
+    const outcome = await this.gate.refusesAtOnce?.(aggregateLines(lines));
+    if (!outcome || outcome.ok) return undefined;
+    return { ok: false, code: 'out_of_stock', sku: outcome.sku, requested: outcome.requested, available: outcome.available };
+  }
+
   /** Sell the reserved units (ledger `consume`). Fails once the reservation has expired or ended. */
   async consume(reservationId: Id): Promise<SettleResult> {
-    const outcome = await this.settle(reservationId, 'consumed', null);
+    const settled = await this.settle(reservationId, 'consumed', null);
+    const { outcome } = settled;
     // An expired reservation was released instead: its units are available again.
-    if (outcome === 'expired') await this.unitsCameBack(reservationId);
+    if (outcome === 'expired') await this.unitsCameBack(settled);
     if (outcome === 'settled' || outcome === 'already') return { ok: true, already: outcome === 'already' };
     return { ok: false, code: outcome === 'not_found' ? 'reservation_not_found' : 'reservation_expired' };
   }
 
   /** Give the units back (expiry, decline, cancellation). Idempotent: a second call is a no-op. */
   async release(reservationId: Id, note = 'released'): Promise<SettleResult> {
-    const outcome = await this.settle(reservationId, 'released', note);
-    if (outcome === 'settled') await this.unitsCameBack(reservationId);
+    const settled = await this.settle(reservationId, 'released', note);
+    const { outcome } = settled;
+    if (outcome === 'settled') await this.unitsCameBack(settled);
     if (outcome === 'settled' || outcome === 'already') return { ok: true, already: outcome === 'already' };
     return { ok: false, code: outcome === 'not_found' ? 'reservation_not_found' : 'reservation_consumed' };
   }
 
-  private async unitsCameBack(reservationId: Id): Promise<void> {
-    if (this.gate.followsStock) await this.gate.stockChanged((await repo.findReservation(this.db, reservationId)).map((r) => r.sku));
+  private async unitsCameBack(settled: Settled): Promise<void> {
+    if (!this.gate.followsStock || settled.units.length === 0) return;
+    if (this.gate.unitsReleased) await this.gate.unitsReleased(settled.units, settled.atUs);
+    else await this.gate.stockChanged(settled.units.map((u) => u.sku));
   }
 
-  private async settle(reservationId: Id, to: 'consumed' | 'released', note: string | null): Promise<SettleOutcome> {
-    const [row] = await this.db<{ outcome: SettleOutcome }[]>`SELECT inventory_settle(${reservationId}, ${to}, ${note}) AS outcome`;
-    if (!row) throw new Error('inventory_settle returned nothing');
-    return row.outcome;
+  /** Ends the reservation in PostgreSQL, after any write of it the gate still has pending. */
+  private async settle(reservationId: Id, to: 'consumed' | 'released', note: string | null): Promise<Settled> {
+    await this.gate.written?.(reservationId);
+    const [row] = await this.db<{ outcome: SettleOutcome; units: ReserveLine[]; at_us: string }[]>`
+      SELECT r_outcome AS outcome, r_units AS units, r_at_us::text AS at_us FROM inventory_settle_units(${reservationId}, ${to}, ${note})`;
+    if (!row) throw new Error('inventory_settle_units returned nothing');
+    return { outcome: row.outcome, units: row.units, atUs: row.at_us };
   }
 
   async reservationStatus(reservationId: Id): Promise<'live' | 'consumed' | 'released' | 'none'> {
+    await this.gate.written?.(reservationId);
     const rows = await repo.findReservation(this.db, reservationId);
     return rows[0]?.status ?? 'none';
   }
