@@ -4,6 +4,7 @@
 // server acknowledged it. The first acknowledgement from a different server than the killed
 // primary is the moment the cluster took writes again.
 import postgres from 'postgres';
+import { reconnectBackoffS } from '../platform/db.ts';
 
 export interface ProbeAck {
   readonly at: number;
@@ -17,7 +18,7 @@ export class WriteProbe {
   private readonly sql: postgres.Sql;
 
   constructor(url: string, private readonly intervalMs = 50) {
-    this.sql = postgres(url, { max: 1, connect_timeout: 1, idle_timeout: 0, onnotice: () => undefined, connection: { application_name: 'meridian-chaos-probe', statement_timeout: 1_000, synchronous_commit: 'local' } });
+    this.sql = postgres(url, { max: 1, connect_timeout: 1, idle_timeout: 0, backoff: reconnectBackoffS, onnotice: () => undefined, connection: { application_name: 'meridian-chaos-probe', statement_timeout: 1_000, synchronous_commit: 'local' } });
   }
 
   start(): void {

@@ -261,7 +261,9 @@ function patroniConfig(t: Topology, c: TopologyCluster, m: TopologyMember, dir: 
         archive_timeout: o.archive ? 60 : 0,
       },
     },
-    tags: { nosync: m.nosync === true, nofailover: false, noloadbalance: false, clonefrom: false },
+    // An asynchronous read replica may lack acknowledged commits: it must never lead (observed
+    // otherwise: it won the bootstrap race, leaving the cluster's primary on the async member).
+    tags: { nosync: m.nosync === true, nofailover: m.nosync === true, noloadbalance: false, clonefrom: false },
     watchdog: { mode: 'off' },
   });
 }

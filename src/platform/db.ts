@@ -33,11 +33,21 @@ export interface PoolOptions {
   readonly applicationName?: string;
 }
 
+/**
+ * Seconds before a reconnect, for every postgres.js client. Its default waits
+ * (0.5–1) × min(3^n / 100, 20) s, n counting failures across the whole pool: a 3-s failover with
+ * many connections failing pushed that to 20 s, long after the new primary took writes.
+ */
+export function reconnectBackoffS(attempt: number): number {
+  return Math.min(0.05 * 2 ** attempt, 0.5);
+}
+
 export function openPool(url: string, options: PoolOptions): Pool {
   return postgres(url, {
     max: options.max,
     connect_timeout: LIMITS.dbConnectTimeoutMs / 1000,
     idle_timeout: 60,
+    backoff: reconnectBackoffS,
     onnotice: () => undefined,
     connection: {
       application_name: options.applicationName ?? 'meridian',

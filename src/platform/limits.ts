@@ -17,6 +17,11 @@ export const LIMITS = {
   searchQueryLengthMax: 200,
   idempotencyKeyLengthMax: 255,
   sweeperBatchMax: 500,
+  /**
+   * How long a young order whose reservation is not found answers 503 instead of being cancelled:
+   * the reservation's commit may have raced a failover of the inventory cluster (checkout.ts).
+   */
+  reservationInDoubtMs: 15_000,
   outboxBatchMax: 500,
   dbStatementTimeoutMs: 10_000,
   dbLockTimeoutMs: 5_000,

@@ -11,7 +11,7 @@
 // failover seen.
 import postgres from 'postgres';
 import type { Logger } from 'pino';
-import type { Cluster, Databases } from './db.ts';
+import { reconnectBackoffS, type Cluster, type Databases } from './db.ts';
 import type { Metrics } from './metrics.ts';
 
 export interface PrimaryWatchOptions {
@@ -90,6 +90,7 @@ export class PrimaryWatcher {
       max: 1,
       connect_timeout: Math.ceil(this.options.probeTimeoutMs / 1000),
       idle_timeout: 0,
+      backoff: reconnectBackoffS,
       onnotice: () => undefined,
       connection: { application_name: 'meridian-primary-watch', statement_timeout: this.options.probeTimeoutMs },
     });

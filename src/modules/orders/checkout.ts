@@ -185,9 +185,10 @@ export class CheckoutSaga {
       // This saga reserved before it created the order, so "no reservation" for a young order
       // means the reservation is in doubt (its commit raced a failover of the inventory
       // cluster), not absent: cancelling now could leave a live reservation behind a cancelled
-      // order. Answer 503; a retry, or the sweeper once the order is abandoned, decides.
+      // order. For a short while answer 503: a retry then finds it, or, past the window, cancels
+      // (a reservation that PostgreSQL refused after Redis admitted it stays absent).
       const order = await this.d.orders.find(orderId);
-      if (order && Date.now() - Date.parse(order.createdAt) < this.d.abandonedOrderMs) {
+      if (order && Date.now() - Date.parse(order.createdAt) < LIMITS.reservationInDoubtMs) {
         throw new AppError('unavailable', 'the stock reservation of this order cannot be confirmed right now; retry shortly');
       }
     }
