@@ -5,7 +5,10 @@
 // 1. connection.js's nextWrite() runs from a setImmediate with `socket === null` and throws an
 //    uncatchable TypeError that kills the whole API process (porsager/postgres#1154, #1208; fix
 //    proposed upstream in #1176 / #1209, not released as of 3.4.9). With no socket, the queued
-//    write now fails the connection's queries with CONNECTION_CLOSED (the caller answers 503).
+//    write now fails the connection's queries with CONNECTION_CLOSED (the caller answers 503)
+//    and hands the connection back to the pool as closed, so its next use reconnects: a reserved
+//    connection released after its socket died otherwise sits in the open queue and fails every
+//    query given to it (seen as minutes of 503s after a failover).
 // 2. terminate() and closed() cancel the queued write's timer without forgetting it, so the
 //    connection, once reconnected, never schedules a flush again: every later query on it
 //    stalls or fails (described in LanternOps/breeze#3225). They now forget the timer and the
@@ -20,14 +23,17 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'node_modules', 'postgres');
-const MARK = '/* meridian: guarded nextWrite */';
+const MARK = '/* meridian: guarded nextWrite v2 */';
 const BEFORE = `  function nextWrite(fn) {
     const x = socket.write(chunk, fn)`;
 const AFTER = `  function nextWrite(fn) { ${MARK}
     if (!socket) {
       nextWriteTimer !== null && clearImmediate(nextWriteTimer)
       chunk = nextWriteTimer = null
-      error(Errors.connection('CONNECTION_CLOSED', options))
+      const err = Errors.connection('CONNECTION_CLOSED', options)
+      error(err)
+      query = null
+      onclose(connection, err)
       return false
     }
     const x = socket.write(chunk, fn)`;

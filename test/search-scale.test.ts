@@ -164,7 +164,10 @@ describe('search at scale (shrunk): bands, window, estimates', () => {
       await run('wool', 140, 20, { minPrice: 0, maxPrice: 500, inStock: true });
       await run('lamp', 40, 50, { brandId: brand!.id, inStock: true });
       assert.equal(texts.size, 2, 'filters: one more text, whatever their values and the page');
-      for (const text of [...texts]) {
+      // EXPLAIN (GENERIC_PLAN) exists from PostgreSQL 16: on 15 (the cluster engine) the next
+      // test still checks the plan of one statement with its values.
+      const [version] = await recorder<{ v: number }[]>`SELECT current_setting('server_version_num')::int AS v`;
+      for (const text of (version?.v ?? 0) >= 160000 ? [...texts] : []) {
         const [plan] = await recorder.unsafe<{ 'QUERY PLAN': unknown }[]>(`EXPLAIN (GENERIC_PLAN, FORMAT JSON) ${text}`);
         const json = JSON.stringify(plan);
         for (const b of bands) assert.ok(json.includes(`"Index Name":"${b.indexName}"`), `generic plan uses ${b.indexName}`);

@@ -24,8 +24,9 @@ export const DEFAULT_PRIMARY_WATCH: PrimaryWatchOptions = { intervalMs: 500, pro
 
 interface Probe {
   readonly cluster: Cluster;
-  readonly sql: postgres.Sql;
+  sql: postgres.Sql;
   inflight: Promise<{ rows: { port: number; started: string }[] } | { err: unknown }> | undefined;
+  inflightSince: number;
   /** Port and postmaster start time of the primary last reached. */
   identity: string | undefined;
 }
@@ -48,7 +49,7 @@ export class PrimaryWatcher {
     private readonly log: Logger,
     private readonly options: PrimaryWatchOptions = DEFAULT_PRIMARY_WATCH,
   ) {
-    this.probes = dbs.clusters.map((cluster) => ({ cluster, sql: this.openProbe(cluster), identity: undefined, inflight: undefined }));
+    this.probes = dbs.clusters.map((cluster) => ({ cluster, sql: this.openProbe(cluster), identity: undefined, inflight: undefined, inflightSince: 0 }));
   }
 
   get running(): boolean {
@@ -99,13 +100,26 @@ export class PrimaryWatcher {
   private async probeOne(p: Probe): Promise<void> {
     // One probe query at a time per cluster. While there is no primary, postgres.js keeps the
     // query waiting for one (it cycles through the hosts); later rounds wait on the same query
-    // rather than queue more. The client is never ended under a waiting query: postgres.js would
-    // reject its internal connection queries, unhandled, and that stops the process.
-    p.inflight ??= p.sql<{ port: number; started: string }[]>`SELECT inet_server_port() AS port, pg_postmaster_start_time()::text AS started`
-      .then((rows) => ({ rows }), (err: unknown) => ({ err }))
-      .finally(() => {
-        p.inflight = undefined;
+    // rather than queue more. A query waiting far longer than a failover takes is stuck on a
+    // connection that will never answer (seen after repeated kills: the watcher then kept the
+    // cluster down for good): that client is dropped for a fresh one. Ending it can reject the
+    // driver's internal connect-time queries unhandled; the server survives those (server.ts).
+    if (p.inflight && Date.now() - p.inflightSince > 3 * this.options.probeTimeoutMs) {
+      const stale = p.sql;
+      p.sql = this.openProbe(p.cluster);
+      p.inflight = undefined;
+      void stale.end({ timeout: 0 }).catch(() => undefined);
+    }
+    if (!p.inflight) {
+      p.inflightSince = Date.now();
+      const probe = p.sql<{ port: number; started: string }[]>`SELECT inet_server_port() AS port, pg_postmaster_start_time()::text AS started`
+        .then((rows) => ({ rows }), (err: unknown) => ({ err }));
+      p.inflight = probe;
+      // A dropped stale query settling late must not clear its successor.
+      void probe.then(() => {
+        if (p.inflight === probe) p.inflight = undefined;
       });
+    }
     let timer: NodeJS.Timeout | undefined;
     const outcome = await Promise.race([
       p.inflight,

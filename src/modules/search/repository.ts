@@ -410,11 +410,11 @@ export async function searchWindow(sql: Sql, w: WindowQuery): Promise<WindowResu
                ORDER BY win_no, rank DESC, popularity DESC, product_id DESC
                LIMIT (SELECT lim FROM q) OFFSET (SELECT off FROM q)) x) AS items,
       (SELECT coalesce(json_agg(json_build_array(value, label, n) ORDER BY n DESC, value), '[]')
-         FROM (SELECT brand_id::text AS value, any_value(brand_name) AS label, count(*)::int AS n
+         FROM (SELECT brand_id::text AS value, min(brand_name) AS label, count(*)::int AS n
                FROM f WHERE brand_id IS NOT NULL AND sampled
                GROUP BY brand_id ORDER BY n DESC, value LIMIT 50) x) AS brand,
       (SELECT coalesce(json_agg(json_build_array(value, label, n) ORDER BY n DESC, value), '[]')
-         FROM (SELECT category_id::text AS value, any_value(category_name) AS label, count(*)::int AS n
+         FROM (SELECT category_id::text AS value, min(category_name) AS label, count(*)::int AS n
                FROM f WHERE category_id IS NOT NULL AND sampled
                GROUP BY category_id ORDER BY n DESC, value LIMIT 50) x) AS category,
       (SELECT coalesce(json_agg(json_build_array(band, n) ORDER BY band), '[]')
