@@ -17,6 +17,12 @@
 //    mid-way stopped, so the next query on the reconnected connection fills its rows from that
 //    index into that buffer: its result has holes (`undefined` rows, seen as 500s under a core
 //    failover) or stale rows of the aborted query. closed() now starts both afresh.
+// 4. index.js: when a reserved connection's socket closes, the pool takes the connection back
+//    (onclose clears `reserved`) and may reconnect it at once for other queries, while the
+//    holder of the reservation still sends its statements to it: the rest of a transaction then
+//    runs outside it, on a new session, in autocommit — a checkout saw its stock consume
+//    "succeed" and vanish. A broken reservation now rejects every later statement with the
+//    closing error, and its release() leaves the connection to the pool.
 // Idempotent; it touches nothing if the code it expects is not there (a fixed release).
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -50,6 +56,36 @@ const ROWS_AFTER = `${ROWS_BEFORE}
     rows = 0
     result = new Result() ${ROWS_MARK}`;
 
+const RESERVE_MARK = '/* meridian: broken reservation */';
+const RESERVE_PATCHES = [
+  [`  function onclose(c, e) {
+    move(c, closed)
+    c.reserved = null`, `  function onclose(c, e) {
+    move(c, closed)
+    c.reserved && c.reserved.broken && c.reserved.broken(e) ${RESERVE_MARK}
+    c.reserved = null`],
+  [`    c.reserved.release = true
+
+    const sql = Sql(handler)
+    sql.release = () => {
+      c.reserved = null
+      onopen(c)
+    }`, `    c.reserved.release = true
+    let broken = null
+    c.reserved.broken = (e) => { broken = e }
+
+    const sql = Sql(handler)
+    sql.release = () => {
+      if (broken) return
+      c.reserved = null
+      onopen(c)
+    }`],
+  [`    function handler(q) {
+      c.queue === full`, `    function handler(q) {
+      if (broken) return q.reject(broken)
+      c.queue === full`],
+];
+
 let patched = 0;
 for (const variant of ['src', 'cjs/src', 'cf/src']) {
   const file = path.join(root, variant, 'connection.js');
@@ -73,5 +109,17 @@ for (const variant of ['src', 'cjs/src', 'cf/src']) {
     writeFileSync(file, text);
     patched++;
   }
+}
+for (const variant of ['src', 'cjs/src', 'cf/src']) {
+  const file = path.join(root, variant, 'index.js');
+  if (!existsSync(file)) continue;
+  const text = readFileSync(file, 'utf8');
+  if (text.includes(RESERVE_MARK)) continue;
+  if (!RESERVE_PATCHES.every(([before]) => text.includes(before))) {
+    console.warn(`patch-postgres: ${file} does not have the expected reserve() and onclose(); left as is`);
+    continue;
+  }
+  writeFileSync(file, RESERVE_PATCHES.reduce((t, [before, after]) => t.replace(before, after), text));
+  patched++;
 }
 if (patched) console.log(`patch-postgres: patched ${patched} build(s) of postgres.js (see the comment at the top)`);

@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp, buildServices, type Services } from './app.ts';
 import type { Config } from './platform/config.ts';
-import { ALL_ROLES, Databases } from './platform/db.ts';
+import { ALL_ROLES, Databases, surviveDriverConnectRejections } from './platform/db.ts';
 import { startEmbeddedPostgres, type EmbeddedServer } from './platform/embedded.ts';
 import { LIMITS } from './platform/limits.ts';
 import { migrate } from './platform/migrate.ts';
@@ -139,21 +139,8 @@ export async function startPlatform(config: Config, log: Logger): Promise<Platfo
 }
 
 /** Ctrl-C / SIGTERM: stop taking requests, finish workers, stop the embedded server, exit. */
-const DRIVER_CONNECTION_ERRORS = new Set(['CONNECTION_DESTROYED', 'CONNECTION_CLOSED', 'CONNECTION_ENDED']);
-
 export function stopOnSignals(platform: Platform, log: Logger): void {
-  // postgres.js (3.4.9) runs internal queries while it connects (the target_session_attrs check,
-  // type discovery) that nobody awaits; a connection dropped at that moment — a primary dying
-  // during a failover — rejects them unhandled, and Node would stop the process for it. Those,
-  // and only those, are logged and survived; anything else still stops the process.
-  process.on('unhandledRejection', (reason) => {
-    const code = (reason as { code?: unknown } | null)?.code;
-    if (typeof code === 'string' && DRIVER_CONNECTION_ERRORS.has(code)) {
-      log.warn({ err: String(reason) }, 'a database connection dropped while connecting; it is retried');
-      return;
-    }
-    throw reason;
-  });
+  surviveDriverConnectRejections((err) => log.warn({ err }, 'a database connection dropped while connecting; it is retried'));
   const onSignal = (signal: NodeJS.Signals): void => {
     log.info({ signal }, 'shutting down');
     const force = setTimeout(() => {

@@ -7,7 +7,8 @@ import { after, before, describe, it } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { shardOfId } from '../src/platform/ids.ts';
 import { assertError } from './assertions.ts';
-import { createShardedTestPlatform, createUser, type TestPlatform } from './helpers.ts';
+import { openPool, transaction } from '../src/platform/db.ts';
+import { createShardedTestPlatform, createTestDatabase, createUser, type TestPlatform } from './helpers.ts';
 import { TcpProxy } from './tcp-proxy.ts';
 
 describe('failover: a cluster with no primary', () => {
@@ -72,5 +73,38 @@ describe('failover: a cluster with no primary', () => {
     assert.equal(ready.statusCode, 200, ready.body);
     const res = await orders(onB.token);
     assert.equal(res.statusCode, 200, res.body);
+  });
+});
+
+describe('failover: a transaction whose connection dies mid-way', () => {
+  it('fails as a whole: later statements never run outside it on a new session', async () => {
+    const server = new URL(process.env.TEST_DATABASE_URL!);
+    const proxy = new TcpProxy({ host: server.hostname, port: Number(server.port) });
+    const db = await createTestDatabase();
+    const url = new URL(db.url);
+    url.port = String(await proxy.start());
+    // One connection: the pool can only give it back to the reservation's holder or to others.
+    const pool = openPool(url.toString(), { max: 1 });
+    try {
+      await pool`CREATE TABLE tx_probe (id int)`;
+      await assert.rejects(
+        transaction(pool, async (tx) => {
+          await tx`INSERT INTO tx_probe VALUES (1)`;
+          await proxy.stop(); // the primary dies: the session and its transaction are gone
+          await proxy.start();
+          const other = pool`SELECT 1`; // another request wants a connection meanwhile
+          await new Promise((r) => setTimeout(r, 200));
+          await tx`INSERT INTO tx_probe VALUES (2)`;
+          await other;
+        }),
+        (err: { code?: string }) => err.code === 'CONNECTION_CLOSED',
+      );
+      const [row] = await pool<{ n: number }[]>`SELECT count(*)::int AS n FROM tx_probe`;
+      assert.equal(row?.n, 0, 'no statement of the broken transaction committed on its own');
+    } finally {
+      await pool.end({ timeout: 1 });
+      await proxy.stop();
+      await db.drop();
+    }
   });
 });

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { clusterCredentials, clusterSpecs, clusterStatus, type ClusterStatus } from '../cluster/pg-cluster.ts';
 import { redisClusterStatus, redisClusterUp, redisSpecOfTopology } from '../cluster/redis-cluster.ts';
 import type { Topology } from '../cluster/topology.ts';
-import { Databases } from '../platform/db.ts';
+import { Databases, surviveDriverConnectRejections } from '../platform/db.ts';
 import { checkAfterFault, missingFromHistory, type FaultCheck } from './checks.ts';
 import { createBackups, restoreToTime } from '../cluster/backup.ts';
 import { verifyInvariants } from '../cluster/verify.ts';
@@ -193,6 +193,8 @@ export interface ChaosReport {
  */
 export async function runChaos(options: ChaosOptions, schedule: readonly { fault: FaultKind; cluster?: string }[]): Promise<ChaosReport> {
   const { topology, progress } = options;
+  // The probes drop clients stuck on a dead primary's connections (write-probe.ts).
+  surviveDriverConnectRejections((err) => progress(`  (a probe connection dropped while connecting: ${err})`));
   const apiProcess = new ApiProcess(options);
   const dbs = new Databases(clusterSpecs(topology, await clusterCredentials(options.dataDir)), { max: 4 });
   const redisSpec = topology.redis ? redisSpecOfTopology(topology, options.dataDir) : undefined;

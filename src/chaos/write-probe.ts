@@ -15,25 +15,38 @@ export class WriteProbe {
   readonly acks: ProbeAck[] = [];
   private running = false;
   private loop: Promise<void> | undefined;
-  private readonly sql: postgres.Sql;
+  private sql: postgres.Sql;
 
-  constructor(url: string, private readonly intervalMs = 50) {
-    this.sql = postgres(url, { max: 1, connect_timeout: 1, idle_timeout: 0, backoff: reconnectBackoffS, onnotice: () => undefined, connection: { application_name: 'meridian-chaos-probe', statement_timeout: 1_000, synchronous_commit: 'local' } });
+  constructor(private readonly url: string, private readonly intervalMs = 50) {
+    this.sql = this.open();
+  }
+
+  private open(): postgres.Sql {
+    return postgres(this.url, { max: 1, connect_timeout: 1, idle_timeout: 0, backoff: reconnectBackoffS, onnotice: () => undefined, connection: { application_name: 'meridian-chaos-probe', statement_timeout: 1_000, synchronous_commit: 'local' } });
   }
 
   start(): void {
     this.running = true;
     this.loop = (async () => {
       while (this.running) {
-        // No client-side timeout: while there is no primary the query waits for one (postgres.js
-        // cycles through the hosts), and its answer marks the moment writes came back. The
-        // commit does not wait for the standby (synchronous_commit local): an orphaned backend of
-        // the killed primary would wait for it forever, and only the new primary's answers count.
-        try {
-          const [row] = await this.sql<{ port: number }[]>`SELECT txid_current(), inet_server_port() AS port`;
-          this.acks.push({ at: Date.now(), port: row!.port });
-        } catch {
-          // The connection to the dying primary broke: the next query connects afresh.
+        // While there is no primary the query waits for one (postgres.js cycles through the
+        // hosts), and its answer marks the moment writes came back. One waiting far longer than
+        // a failover takes is stuck on a connection that will never answer: drop that client.
+        const query = this.sql<{ port: number }[]>`SELECT txid_current(), inet_server_port() AS port`;
+        let timer: NodeJS.Timeout | undefined;
+        const outcome = await Promise.race([
+          query.then((rows) => rows[0]?.port, () => undefined),
+          new Promise<'stuck'>((resolve) => {
+            timer = setTimeout(() => resolve('stuck'), 6_000);
+          }),
+        ]);
+        clearTimeout(timer);
+        if (outcome === 'stuck') {
+          const stale = this.sql;
+          this.sql = this.open();
+          void stale.end({ timeout: 0 }).catch(() => undefined);
+        } else if (outcome !== undefined) {
+          this.acks.push({ at: Date.now(), port: outcome });
         }
         await new Promise((r) => setTimeout(r, this.intervalMs));
       }

@@ -182,6 +182,29 @@ function available(cluster: Cluster): Pool {
   return cluster.pool;
 }
 
+const DRIVER_CONNECTION_ERRORS = new Set(['CONNECTION_DESTROYED', 'CONNECTION_CLOSED', 'CONNECTION_ENDED']);
+
+/**
+ * For long-running processes. postgres.js (3.4.9) runs internal queries while it connects (the
+ * target_session_attrs check, type discovery) that nobody awaits; a connection dropped at that
+ * moment — a primary dying during a failover, a client ended under a waiting query — rejects
+ * them unhandled, and Node would stop the process for it. Those, and only those, are reported
+ * and survived; anything else still stops the process.
+ */
+let surviving = false;
+export function surviveDriverConnectRejections(report: (err: string) => void): void {
+  if (surviving) return;
+  surviving = true;
+  process.on('unhandledRejection', (reason) => {
+    const code = (reason as { code?: unknown } | null)?.code;
+    if (typeof code === 'string' && DRIVER_CONNECTION_ERRORS.has(code)) {
+      report(String(reason));
+      return;
+    }
+    throw reason;
+  });
+}
+
 let onRetry: () => void = () => undefined;
 
 /** Tells the metrics about transactions retried after a connection failure (see transaction()). */
@@ -215,10 +238,10 @@ export async function transaction<T>(pool: Pool, fn: (tx: Sql) => Promise<T>, ac
       await conn`COMMIT`;
       return result;
     } catch (err) {
-      // After a connection error the server has rolled back already, and another write on this
-      // reserved connection would crash the process (postgres.js 3.4.9 writes to the closed
-      // socket from a setImmediate: porsager/postgres#1208), so ROLLBACK only on a live one.
-      if (!isConnectionError(err)) await conn`ROLLBACK`.catch(() => undefined);
+      // On a broken connection the server has rolled back already and ROLLBACK fails at once
+      // (scripts/patch-postgres.mjs makes a broken reservation refuse statements); on a live one
+      // it must run, or the connection would go back to the pool inside a failed transaction.
+      await conn`ROLLBACK`.catch(() => undefined);
       // This connection reached a server that is no longer the primary (a demoted old primary
       // after a failover): end it, so that the pool's next connection finds the new primary.
       if (pgCode(err) === PG.readOnlyTransaction) await conn`SELECT pg_terminate_backend(pg_backend_pid())`.catch(() => undefined);
