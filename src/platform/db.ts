@@ -182,22 +182,20 @@ function available(cluster: Cluster): Pool {
   return cluster.pool;
 }
 
-const DRIVER_CONNECTION_ERRORS = new Set(['CONNECTION_DESTROYED', 'CONNECTION_CLOSED', 'CONNECTION_ENDED']);
-
 /**
  * For long-running processes. postgres.js (3.4.9) runs internal queries while it connects (the
  * target_session_attrs check, type discovery) that nobody awaits; a connection dropped at that
  * moment — a primary dying during a failover, a client ended under a waiting query — rejects
- * them unhandled, and Node would stop the process for it. Those, and only those, are reported
- * and survived; anything else still stops the process.
+ * them unhandled, and Node would stop the process for it. Connection failures, and only those,
+ * are reported and survived; anything else still stops the process.
  */
 let surviving = false;
 export function surviveDriverConnectRejections(report: (err: string) => void): void {
   if (surviving) return;
   surviving = true;
   process.on('unhandledRejection', (reason) => {
-    const code = (reason as { code?: unknown } | null)?.code;
-    if (typeof code === 'string' && DRIVER_CONNECTION_ERRORS.has(code)) {
+    // Seen: CONNECTION_DESTROYED / CONNECTION_CLOSED, and `connect ECONNRESET` during a kill.
+    if (isConnectionError(reason)) {
       report(String(reason));
       return;
     }
@@ -299,11 +297,11 @@ export function pgConstraint(err: unknown): string | undefined {
 // 55006: a shard-move fence refusing a write to a range that is changing clusters.
 // 25006: a write reached a server that stopped being the primary (a failover under way).
 const TRANSIENT_SQLSTATES = new Set(['25006', '40001', '40P01', '55P03', '55006', '57014', '57P01', '57P02', '57P03', '53300']);
-const TRANSIENT_CLIENT_CODES = new Set(['CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT']);
+const TRANSIENT_CLIENT_CODES = new Set(['CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT']);
 
 /** The connection failed or was refused: nothing reached the database. */
 function isConnectionError(err: unknown): boolean {
-  if (err instanceof postgres.PostgresError) return err.code.startsWith('08') || err.code === '57P01' || err.code === '57P03';
+  if (err instanceof postgres.PostgresError) return err.code.startsWith('08') || ['57P01', '57P02', '57P03'].includes(err.code);
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && TRANSIENT_CLIENT_CODES.has(code);
 }
