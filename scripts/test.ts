@@ -25,7 +25,10 @@ async function freePort(): Promise<number> {
 /** Free ports base..base+n-1 whose cluster-bus ports (+10000) are free too. */
 async function freePortRange(n: number): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20000 + Math.floor(Math.random() * 9000);
+    // 21000–22005 and their bus ports 31000–32005: below the kernel's ephemeral range (from
+    // 32768), and clear of the ports the cluster tests give their members (16401–19922) and
+    // etcd (24790–25300).
+    const base = 21000 + Math.floor(Math.random() * 1000);
     const ports = Array.from({ length: n }, (_, i) => base + i).flatMap((p) => [p, p + 10000]);
     const free = await Promise.all(ports.map((p) => isFree(p)));
     if (free.every(Boolean)) return base;

@@ -29,7 +29,7 @@ describe('topology files', () => {
     ['a bad port', (t) => (t.clusters[0].members[0].port = 'x'), /\/clusters\/0\/members\/0\/port/],
     ['an unknown field', (t) => (t.clusters[0].replicas = 3), /\/clusters\/0: must not have additional properties/],
     ['two catalog clusters', (t) => t.clusters[1].roles.push('catalog'), /exactly one cluster must hold the catalog role/],
-    ['a port used twice', (t) => (t.clusters[1].members[1].port = 55401), /port 55401 is used twice/],
+    ['a port used twice', (t) => (t.clusters[1].members[1].port = 15401), /port 15401 is used twice/],
     ['a backup retention of one full backup', (t) => (t.backup.retention.fullBackups = 1), /\/backup\/retention\/fullBackups: must be at least 2/],
     ['a backup time that is no time', (t) => (t.backup.schedule.full.at = '25:00'), /\/backup\/schedule\/full\/at/],
     ['a backup day that is no weekday', (t) => (t.backup.schedule.full.day = 'someday'), /\/backup\/schedule\/full\/day/],
