@@ -46,6 +46,7 @@ export interface ChaosOptions {
   readonly progress: (msg: string) => void;
 }
 
+const CHAOS_RESERVATION_TTL_MS = 15_000;
 const ADMIN = { email: 'chaos-admin@meridian.test', password: 'chaos-admin-password' };
 
 /** The API as a real child process, so that it can be SIGKILLed and started again. */
@@ -77,8 +78,10 @@ export class ApiProcess {
         MERIDIAN_SEED_DEMO: 'false',
         MERIDIAN_ADMIN_EMAIL: ADMIN.email,
         MERIDIAN_ADMIN_PASSWORD: ADMIN.password,
-        // Checkouts cut short by a SIGKILLed API are finished or compensated within seconds.
+        // Checkouts cut short by a SIGKILLed API are finished or compensated within seconds, and
+        // a reservation whose order was never created expires and is released within seconds.
         ABANDONED_ORDER_MS: '5000',
+        RESERVATION_TTL_MS: String(CHAOS_RESERVATION_TTL_MS),
         SWEEPER_INTERVAL_MS: '1000',
         LOG_LEVEL: 'warn',
       },
@@ -272,8 +275,8 @@ export async function runChaos(options: ChaosOptions, schedule: readonly { fault
       });
     }
     await load.stop();
-    progress('load stopped; waiting for the sweeper to settle interrupted checkouts');
-    await sleep(8_000);
+    progress('load stopped; waiting for the sweeper to settle interrupted checkouts and expired reservations');
+    await sleep(CHAOS_RESERVATION_TTL_MS + 3_000);
     const check = await checkAfterFault(dbs, apiProcess.baseUrl, shop.buyers, load.tally.acknowledged);
     const t = load.tally;
     return {
