@@ -134,15 +134,13 @@ async function api<T>(baseUrl: string, method: string, route: string, body: unkn
   });
   const text = await res.text();
   if (!res.ok) throw new Error(`${method} ${route}: ${res.status} ${text}`);
-  return JSON.parse(text) as T;
+  return (text === '' ? undefined : JSON.parse(text)) as T; // 204: no body
 }
 
 /** Products with plenty of stock, one hot SKU that sells out, and registered buyers. */
 async function prepareShop(baseUrl: string, options: ChaosOptions, runId: string): Promise<{ buyers: Buyer[]; plentySkus: string[]; hotSku: string }> {
   const { token } = await api<{ token: string }>(baseUrl, 'POST', '/v1/auth/login', ADMIN);
-  await fetch(`${baseUrl}/v1/admin/inventory/locations/chaos`, {
-    method: 'PUT', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ name: 'Chaos warehouse' }),
-  });
+  await api(baseUrl, 'PUT', '/v1/admin/inventory/locations/chaos', { name: 'Chaos warehouse' }, token);
   const skus = [...Array.from({ length: 8 }, (_, i) => `CHAOS-${runId}-P${i}`), `CHAOS-${runId}-HOT`];
   for (const sku of skus) {
     await api(baseUrl, 'POST', '/v1/admin/products', { title: `Chaos ${sku}`, variants: [{ sku, prices: [{ amount: 1000, currency: 'USD' }] }] }, token);
@@ -199,10 +197,10 @@ export async function runChaos(options: ChaosOptions, schedule: readonly { fault
   // The probes drop clients stuck on a dead primary's connections (write-probe.ts).
   surviveDriverConnectRejections((err) => progress(`  (a probe connection dropped while connecting: ${err})`));
   const apiProcess = new ApiProcess(options);
-  const dbs = new Databases(clusterSpecs(topology, await clusterCredentials(options.dataDir)), { max: 4 });
+  const specs = clusterSpecs(topology, await clusterCredentials(options.dataDir));
+  const dbs = new Databases(specs, { max: 4 });
   const redisSpec = topology.redis ? redisSpecOfTopology(topology, options.dataDir) : undefined;
   let load: CheckoutLoad | undefined;
-  const specs = clusterSpecs(topology, await clusterCredentials(options.dataDir));
   const probes = new Map(specs.map((c) => [c.name, new WriteProbe(c.url)]));
   try {
     for (const p of probes.values()) p.start();
