@@ -6,7 +6,7 @@
 // 503, and the API never crashed.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { freePort } from '../src/platform/ports.ts';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -15,15 +15,6 @@ import { runChaos, type ChaosReport } from '../src/chaos/harness.ts';
 import { clusterDown, clusterUp } from '../src/cluster/pg-cluster.ts';
 import type { Topology } from '../src/cluster/topology.ts';
 import { PORT_SHIFT, shiftedLocalTopology } from './cluster-helpers.ts';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 describe('chaos (short): kill a shard primary, the core primary and the API under checkout load', { timeout: 600_000 }, () => {
   let dataDir: string;

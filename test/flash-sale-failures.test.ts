@@ -3,12 +3,14 @@
 // replaced. After each: nothing oversold, every reservation ended once or is live with an
 // expiry, Redis counters equal PostgreSQL after reconciliation (I1–I7).
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { buildApp, buildServices } from '../src/app.ts';
-import { defaultRedisClusterSpec, redisClusterUp } from '../src/cluster/redis-cluster.ts';
+import { defaultRedisClusterSpec, redisClusterDown, redisClusterUp, type RedisClusterSpec } from '../src/cluster/redis-cluster.ts';
+import { freePortRange } from '../src/platform/ports.ts';
 import { loadConfig } from '../src/platform/config.ts';
 import { Databases } from '../src/platform/db.ts';
 import { connectRedis, createRedis } from '../src/platform/redis.ts';
@@ -16,15 +18,27 @@ import { TestPaymentProvider } from '../src/modules/payments/provider.ts';
 import type { RedisGate } from '../src/modules/inventory/redis-gate.ts';
 import { assertInvariants, cartWith, checkout, createProduct, createTestPlatform, createUser, type TestPlatform } from './helpers.ts';
 
-function clusterClient(): ReturnType<typeof createRedis> & object {
-  const nodes = process.env.TEST_REDIS_CLUSTER_NODES?.split(',');
-  if (!nodes) throw new Error('TEST_REDIS_CLUSTER_NODES is not set: run the tests with `npm test`');
-  return createRedis({ clusterNodes: nodes, commandTimeoutMs: 500 })!;
+/**
+ * This file kills a master, so it runs on a Redis Cluster of its own: the shared test cluster
+ * serves other test files at the same time, and a master vanishing under them made their
+ * counters disagree with PostgreSQL. Ports 22100–23105 (bus +10000), clear of the shared one's.
+ */
+const OWN_CLUSTER_PORTS = { from: 22_100, span: 1_000, companionOffsets: [10_000] } as const;
+
+async function startOwnCluster(): Promise<RedisClusterSpec> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'meridian-test-redis-kill-'));
+  const spec = defaultRedisClusterSpec(dir, await freePortRange(6, OWN_CLUSTER_PORTS));
+  await redisClusterUp(spec);
+  return spec;
+}
+
+function clusterClient(spec: RedisClusterSpec): ReturnType<typeof createRedis> & object {
+  return createRedis({ clusterNodes: spec.ports.map((p) => `127.0.0.1:${p}`), commandTimeoutMs: 500 })!;
 }
 
 /** The cluster master that serves this SKU's gate keys. */
-async function masterPortFor(sku: string): Promise<number> {
-  const redis = clusterClient();
+async function masterPortFor(spec: RedisClusterSpec, sku: string): Promise<number> {
+  const redis = clusterClient(spec);
   await connectRedis(redis, 5_000);
   try {
     const slot = Number(await redis.call('CLUSTER', 'KEYSLOT', `{${sku}}`));
@@ -45,15 +59,17 @@ function statusCounts(codes: number[]): Record<number, number> {
 
 describe('flash sale: a Redis Cluster master is SIGKILLed mid-sale', () => {
   let t: TestPlatform;
+  let cluster: RedisClusterSpec;
   before(async () => {
-    t = await createTestPlatform({ inventoryGate: 'redis', dbPoolMax: 30 }, { redis: clusterClient(), paymentProvider: new TestPaymentProvider(5) });
+    cluster = await startOwnCluster();
+    t = await createTestPlatform({ inventoryGate: 'redis', dbPoolMax: 30 }, { redis: clusterClient(cluster), paymentProvider: new TestPaymentProvider(5) });
   });
   after(async () => {
-    // Bring the killed node back; it rejoins as a replica of its replacement.
-    const dir = process.env.TEST_REDIS_CLUSTER_DIR;
-    const base = Number(process.env.TEST_REDIS_CLUSTER_BASE_PORT);
-    if (dir && base) await redisClusterUp({ ...defaultRedisClusterSpec('', base), dir });
-    await t.close();
+    await t?.close();
+    if (cluster) {
+      await redisClusterDown(cluster, { purge: true });
+      await rm(path.dirname(cluster.dir), { recursive: true, force: true }); // the mkdtemp folder
+    }
   });
 
   it('sells exactly the stock, answers only 201 or 409, and the counters match after reconciliation', async () => {
@@ -64,8 +80,8 @@ describe('flash sale: a Redis Cluster master is SIGKILLed mid-sale', () => {
     await gate.reconcileSkus([p.sku]);
     const buyers = await Promise.all(Array.from({ length: buyersCount }, () => createUser(t)));
     const carts = await Promise.all(buyers.map((b) => cartWith(t, b.token, [{ sku: p.sku, quantity: 1 }])));
-    const masterPort = await masterPortFor(p.sku);
-    const pid = Number((await readFile(path.join(process.env.TEST_REDIS_CLUSTER_DIR!, String(masterPort), 'redis.pid'), 'utf8')).trim());
+    const masterPort = await masterPortFor(cluster, p.sku);
+    const pid = Number((await readFile(path.join(cluster.dir, String(masterPort), 'redis.pid'), 'utf8')).trim());
 
     const sale = Promise.all(
       buyers.map(async (b, i) => {
@@ -83,14 +99,16 @@ describe('flash sale: a Redis Cluster master is SIGKILLed mid-sale', () => {
     for (const r of responses) if (r.statusCode === 409) assert.equal(r.json().error.code, 'out_of_stock');
     assert.equal((await t.s.inventory.availability(p.sku)).available, 0);
     // I7: once the replica has taken over, reconciliation brings the counter back to PostgreSQL's.
+    let last: unknown;
     for (let i = 0; ; i++) {
       try {
         await gate.reconcileAll();
-        if ((await gate.counter(p.sku)) === 0) break;
-      } catch {
-        // the cluster is still electing
+        last = await gate.counter(p.sku);
+        if (last === 0) break;
+      } catch (err) {
+        last = err; // the cluster is still electing
       }
-      if (i > 100) assert.fail('the redis counter never matched PostgreSQL after the failover');
+      if (i > 100) assert.fail(`the redis counter never matched PostgreSQL after the failover: last ${String(last)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
     await assertInvariants(t);

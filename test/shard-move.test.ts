@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import postgres from 'postgres';
 import pino from 'pino';
-import { ShardMapWatcher } from '../src/cluster/shard-map.ts';
+import { laggingFollowers, MAP_LEASE_MS, ShardMapWatcher, waitForFollowers } from '../src/cluster/shard-map.ts';
+import { Databases } from '../src/platform/db.ts';
 import { moveShards } from '../src/cluster/shard-move.ts';
 import { shardOfId } from '../src/platform/ids.ts';
 import { assertInventoryInvariants, cartWith, checkout, createProduct, createShardedTestPlatform, createUser, type TestPlatform } from './helpers.ts';
@@ -69,7 +70,7 @@ describe('online shard move', () => {
     await new Promise((r) => setTimeout(r, 500)); // keep buying after the flip
     stop = true;
     await Promise.all(load);
-    console.log(`# shard move: fenced ${report.fencedMs} ms, total ${report.totalMs} ms, ${acknowledged.length} orders acknowledged, ${statuses503} answered 503 meanwhile`);
+    console.log(`# shard move: fenced ${report.fencedMs} ms (${JSON.stringify(report.fencePhasesMs)}), total ${report.totalMs} ms, ${acknowledged.length} orders acknowledged, ${statuses503} answered 503 meanwhile`);
 
     assert.equal(t.s.dbs.ownerOf(0).spec.name, 'users-b');
     assert.equal(t.s.dbs.ownerOf(1024).spec.name, 'users-a');
@@ -99,5 +100,39 @@ describe('online shard move', () => {
     const sold = acknowledged.length;
     assert.equal((await t.s.inventory.availability(p.sku)).locations[0]?.onHand, 100_000 - sold);
     await assertInventoryInvariants(t);
+  });
+
+  it('waits for every process that follows the map, and for none whose lease ran out', async () => {
+    const db = t.s.dbs.core('directory');
+    const version = t.s.dbs.mapVersion;
+    assert.deepEqual(await laggingFollowers(db, version), [], 'the running watcher follows the map in force');
+    assert.equal((await db<{ n: number }[]>`SELECT count(*)::int AS n FROM shard_map_followers WHERE follower = ${watcher.follower}`)[0]?.n, 1);
+    // Another process, one version behind and alive: a move must wait for it.
+    await db`INSERT INTO shard_map_followers (follower, version) VALUES ('other:1:abcd', ${version - 1})`;
+    try {
+      assert.deepEqual(await laggingFollowers(db, version), [{ follower: 'other:1:abcd', version: version - 1 }]);
+      await assert.rejects(waitForFollowers(db, version, 100), /other:1:abcd \(v\d+\)/);
+      // Its lease runs out: it has stopped routing by itself (see the next test), so no more waiting.
+      await db`UPDATE shard_map_followers SET seen_at = now() - make_interval(secs => ${MAP_LEASE_MS / 1000 + 1}) WHERE follower = 'other:1:abcd'`;
+      await waitForFollowers(db, version, 100);
+      // A live process that catches up ends the wait too.
+      await db`UPDATE shard_map_followers SET seen_at = now(), version = ${version} WHERE follower = 'other:1:abcd'`;
+      await waitForFollowers(db, version, 100);
+    } finally {
+      await db`DELETE FROM shard_map_followers WHERE follower = 'other:1:abcd'`;
+    }
+  });
+
+  it('a process that cannot confirm the map within its lease answers 503 for shard routes', async () => {
+    const dbs = Databases.single(t.url, { max: 1 });
+    try {
+      assert.ok(dbs.shard(7), 'no lease yet (no watcher): routing as configured');
+      dbs.confirmShardMap(Date.now() - MAP_LEASE_MS - 1, MAP_LEASE_MS);
+      assert.throws(() => dbs.shard(7), (err: { code?: string }) => err.code === 'unavailable');
+      dbs.confirmShardMap(Date.now(), MAP_LEASE_MS);
+      assert.ok(dbs.shard(7), 'a confirmation renews the lease');
+    } finally {
+      await dbs.close();
+    }
   });
 });

@@ -33,6 +33,7 @@ import postgres from 'postgres';
 import { stringify } from 'yaml';
 import { clusterDown, clusterStatus, type ClusterStatus } from '../../src/cluster/pg-cluster.ts';
 import type { Topology } from '../../src/cluster/topology.ts';
+import type { MoveReport } from '../../src/cluster/shard-move.ts';
 import { shardOfId } from '../../src/platform/ids.ts';
 import { shiftedLocalTopology } from '../../test/cluster-helpers.ts';
 import {
@@ -462,6 +463,7 @@ interface MoveResult {
   source: string;
   target: string;
   fencedMs: number;
+  fencePhasesMs: MoveReport['fencePhasesMs'] | undefined;
   totalMs: number;
   copiedRows: number;
   commandWallMs: number;
@@ -835,7 +837,7 @@ async function run(o: BenchOptions): Promise<void> {
         phase: 'topology: shoppers during a shard move', round, concurrency: CHECKOUT_CONCURRENCY, durationS: 600,
         next: () => (stop ? undefined : shop.cartSeq++), op: journey,
       });
-      let report: { fencedMs: number; totalMs: number; copiedRows: number; source: string } | undefined;
+      let report: Pick<MoveReport, 'fencedMs' | 'fencePhasesMs' | 'totalMs' | 'copiedRows' | 'source'> | undefined;
       const t0 = performance.now();
       try {
         await sleep(MOVE_SURROUND_MS);
@@ -849,7 +851,7 @@ async function run(o: BenchOptions): Promise<void> {
       const r = await loadDone;
       const result: MoveResult = {
         round, from: move.from, to: move.to, source: report?.source ?? '?', target: move.target,
-        fencedMs: report?.fencedMs ?? Number.NaN, totalMs: report?.totalMs ?? Number.NaN, copiedRows: report?.copiedRows ?? 0,
+        fencedMs: report?.fencedMs ?? Number.NaN, fencePhasesMs: report?.fencePhasesMs, totalMs: report?.totalMs ?? Number.NaN, copiedRows: report?.copiedRows ?? 0,
         commandWallMs: Math.round(commandWallMs),
         shoppers: {
           journeys: r.completed, perSecond: r.perSecond, journeysDelayed, answered503, retried409, maxJourneyMs: r.latency.maxMs, p99JourneyMs: r.latency.p99Ms,
@@ -857,7 +859,7 @@ async function run(o: BenchOptions): Promise<void> {
         },
       };
       progress(
-        `shard move ${round}: ${move.from}-${move.to} ${result.source} → ${move.target}: fenced ${result.fencedMs} ms, move ${result.totalMs} ms (${result.copiedRows} orders copied); ` +
+        `shard move ${round}: ${move.from}-${move.to} ${result.source} → ${move.target}: fenced ${result.fencedMs} ms (${JSON.stringify(result.fencePhasesMs)}), move ${result.totalMs} ms (${result.copiedRows} orders copied); ` +
           `shoppers ${r.completed} journeys (${fmtInt(r.perSecond)}/s, ${journeysDelayed} delayed by the move), ${answered503} × 503, ${retried409} × 409 retried, slowest journey ${fmtMs(r.latency.maxMs)} ms` +
           (r.errors ? `, ${r.errors} errors: ${(r.notes ?? []).join('; ')}` : ''),
       );

@@ -26,7 +26,7 @@
 // queries/s ≥ 5× the baseline's at concurrency 8; ≥ 95% of top-20 results hold every term.
 import { existsSync, readFileSync } from 'node:fs';
 import { copyFile, mkdir } from 'node:fs/promises';
-import net from 'node:net';
+import { freePort } from '../../src/platform/ports.ts';
 import path from 'node:path';
 import postgres from 'postgres';
 import { CatalogService } from '../../src/modules/catalog/service.ts';
@@ -102,16 +102,6 @@ const WARM = 'meridian warm';
 
 // ---------------------------------------------------------------------------------------------
 // Database
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const address = srv.address();
-      srv.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no free port'))));
-    });
-  });
-}
 
 interface BenchDatabase {
   url: string;

@@ -4,7 +4,7 @@
 // restore can leave half-done is only what was half-done at T across clusters — which
 // `meridian verify` finds and repairs (verify.ts).
 import { copyFile, mkdir, readFile, rename, rm, stat, writeFile, chown, chmod } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { freePortRange } from '../platform/ports.ts';
 import path from 'node:path';
 import postgres from 'postgres';
 import { parse, stringify } from 'yaml';
@@ -302,27 +302,11 @@ export async function restoreToTime(t: Topology, dataDir: string, target: Date, 
   return { target: target.toISOString(), clusters, seconds: (Date.now() - started) / 1000 };
 }
 
-function isFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
-  });
-}
-
-/** n consecutive free ports somewhere in 30000–39999. */
-async function freePorts(n: number): Promise<number[]> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 30_000 + Math.floor(Math.random() * (10_000 - n));
-    const ports = Array.from({ length: n }, (_, i) => base + i);
-    if ((await Promise.all(ports.map(isFree))).every(Boolean)) return ports;
-  }
-  throw new Error('no free ports for the drill');
-}
-
 /** The drill's scratch topology: one member per cluster on free ports, reading the live repository. */
 async function scratchTopology(t: Topology, dataDir: string): Promise<Topology> {
-  const ports = await freePorts(2 + 2 * t.clusters.length);
+  const count = 2 + 2 * t.clusters.length;
+  const first = await freePortRange(count, { from: 30_000, span: 2_700 }); // below the ephemeral range
+  const ports = Array.from({ length: count }, (_, i) => first + i);
   const scratch = {
     ...structuredClone(t),
     etcd: { clientPort: ports[0]!, peerPort: ports[1]! },

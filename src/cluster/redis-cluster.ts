@@ -118,7 +118,16 @@ export async function redisClusterUp(spec: RedisClusterSpec, progress: (msg: str
     if (i > 300) throw new Error('the redis cluster did not reach cluster_state:ok in 30 s');
     await sleep(100);
   }
-  progress('redis cluster ok');
+  // A replica that has not synced with its master yet cannot take over (its data counts as too
+  // old), so a master lost in the first seconds would leave its slots down for good: wait.
+  for (let i = 0; ; i++) {
+    const infos = await Promise.all(spec.ports.map((p) => cli(spec.host, p, 'INFO', 'replication').catch(() => '')));
+    const unsynced = spec.ports.filter((_, n) => /role:slave/.test(infos[n]!) && !/master_link_status:up/.test(infos[n]!));
+    if (unsynced.length === 0 && infos.every((x) => x !== '')) break;
+    if (i > 300) throw new Error(`redis replicas ${unsynced.join(', ')} did not sync with their masters in 30 s`);
+    await sleep(100);
+  }
+  progress('redis cluster ok, every replica in sync');
   return redisClusterStatus(spec);
 }
 

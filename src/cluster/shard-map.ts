@@ -1,8 +1,22 @@
 // The shard map in the database: versioned, read by every API process, changed only by shard
 // moves. A process applies a newer version the moment it hears NOTIFY meridian_shard_map, and
 // polls as a backstop, so a flip reaches running processes without a restart.
+//
+// Each process also says which version it follows (shard_map_followers) and holds a lease: it
+// routes to shards only while it confirmed the map within MAP_LEASE_MS. A move waits for every
+// follower with a live lease (waitForFollowers) before it takes the source's locks and before it
+// deletes the moved rows, so no process reads rows that are gone or writes by a stale map.
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { Databases, Pool } from '../platform/db.ts';
+
+/**
+ * A process routes to shards only while it confirmed the map this recently. Long enough to ride
+ * out a failover of the core cluster (the map lives there) without refusing every request.
+ */
+export const MAP_LEASE_MS = 30_000;
+const FOLLOWERS_POLL_MS = 10;
 
 export interface ShardMap {
   version: number;
@@ -26,9 +40,35 @@ export async function publishShardMap(db: Pool, map: ShardMap, note: string): Pr
   await db.notify(CHANNEL, String(map.version));
 }
 
+/** Followers whose lease is live and whose version is older than `version`. */
+export async function laggingFollowers(db: Pool, version: number): Promise<{ follower: string; version: number }[]> {
+  const rows = await db<{ follower: string; version: string }[]>`
+    SELECT follower, version FROM shard_map_followers
+    WHERE version < ${version} AND seen_at > now() - make_interval(secs => ${MAP_LEASE_MS / 1000})`;
+  return rows.map((r) => ({ follower: r.follower, version: Number(r.version) }));
+}
+
+/**
+ * Wait until every process with a live lease follows `version` (or its lease ran out, and it
+ * stopped routing by itself). Bounded: past the lease every follower has done one or the other.
+ */
+export async function waitForFollowers(db: Pool, version: number, timeoutMs = MAP_LEASE_MS + 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const lagging = await laggingFollowers(db, version);
+    if (lagging.length === 0) return;
+    if (Date.now() > deadline) {
+      throw new Error(`shard map v${version} not followed within ${timeoutMs} ms by ${lagging.map((l) => `${l.follower} (v${l.version})`).join(', ')}`);
+    }
+    await new Promise((r) => setTimeout(r, FOLLOWERS_POLL_MS));
+  }
+}
+
 export class ShardMapWatcher {
   private timer: NodeJS.Timeout | undefined;
   private unlisten: (() => Promise<void>) | undefined;
+  /** This process in shard_map_followers. */
+  readonly follower = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
 
   constructor(
     private readonly dbs: Databases,
@@ -58,12 +98,20 @@ export class ShardMapWatcher {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     await this.unlisten?.();
+    // No longer routing: a move need not wait for this process.
+    await this.db`DELETE FROM shard_map_followers WHERE follower = ${this.follower}`.catch(() => undefined);
   }
 
+  /** Read the newest map, apply it, say so in shard_map_followers; only then renew the lease. */
   async refresh(): Promise<void> {
+    const startedAt = Date.now();
     try {
       const map = await latestShardMap(this.db);
       if (map && this.dbs.applyShardMap(map)) this.log.info({ version: map.version, fenced: map.fenced }, 'shard map applied');
+      await this.db`
+        INSERT INTO shard_map_followers (follower, version) VALUES (${this.follower}, ${this.dbs.mapVersion})
+        ON CONFLICT (follower) DO UPDATE SET version = EXCLUDED.version, seen_at = now()`;
+      this.dbs.confirmShardMap(startedAt, MAP_LEASE_MS);
     } catch (err) {
       this.log.warn({ err: String(err) }, 'could not refresh the shard map');
     }

@@ -2,17 +2,19 @@
 // replication (never a home-made copy):
 //   1 publish the range's rows on the source (row filters on the shard bits of each id) and
 //     subscribe on the target: initial copy, then streaming; wait until the copy is done
-//   2 fence: a new map version marks the range fenced (API processes answer 503 for it), and
-//     triggers on the source refuse any further write to it — creating them waits for writers
-//     already in flight, so after this nothing more can commit there
+//   2 fence: a new map version marks the range fenced (API processes answer 503 for it); once
+//     every API process follows it (shard_map_followers), triggers on the source refuse any
+//     further write to it — creating them waits for writers already in flight, so after this
+//     nothing more can commit there
 //   3 wait until the target has applied everything up to the source's WAL position
 //   4 flip: the next map version gives the range to the target, unfenced
-//   5 clean up: drop the subscription (and its slot), the publication, the triggers, and the
+//   5 clean up, once every API process follows the flipped map (none reads the source's copy
+//     any more): drop the subscription (and its slot), the publication, the triggers, and the
 //     moved rows on the source
 // The fence (2 → 4) is the only pause; it is measured and returned.
 import type { Databases, Pool } from '../platform/db.ts';
 import { LOGICAL_SHARDS } from '../platform/ids.ts';
-import { latestShardMap, publishShardMap, type ShardMap } from './shard-map.ts';
+import { latestShardMap, publishShardMap, waitForFollowers, type ShardMap } from './shard-map.ts';
 
 /** Tables that hold user-owned rows, with the column whose id carries the user's shard. */
 export const SHARDED_TABLES: readonly { table: string; column: string }[] = [
@@ -43,9 +45,20 @@ export interface MoveReport {
   target: string;
   copiedRows: number;
   fencedMs: number;
+  /**
+   * Where the fence's time went: every API process following the fenced map, taking the locks
+   * and creating the triggers, catching up, publishing the flip.
+   */
+  fencePhasesMs: { followers: number; lock: number; catchUp: number; flip: number };
   totalMs: number;
   mapVersion: number;
 }
+
+/** One attempt at the fence's table locks; writers queue behind it meanwhile. */
+const FENCE_LOCK_TIMEOUT_MS = 150;
+const FENCE_LOCK_ATTEMPTS_MAX = 30;
+/** Between attempts: long enough for the writers that queued to run. */
+const FENCE_LOCK_RETRY_DELAY_MS = 20;
 
 const inRange = (column: string, from: number, to: number): string => `((${column} >> 10) & 4095) BETWEEN ${from} AND ${to}`;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -76,6 +89,7 @@ export async function moveShards(dbs: Databases, req: MoveRequest, progress: (m:
   if (!current) throw new Error('no shard map in the database: start the API once first');
   if (current.fenced.length > 0) throw new Error(`another move is in progress (fenced ${JSON.stringify(current.fenced)})`);
 
+  await mapDb`DELETE FROM shard_map_followers WHERE seen_at < now() - interval '1 day'`; // long gone
   const name = `meridian_move_${from}_${to}_${Date.now()}`;
   const src: Pool = source.pool;
   const dst: Pool = target.pool;
@@ -90,7 +104,10 @@ export async function moveShards(dbs: Databases, req: MoveRequest, progress: (m:
     await src`SELECT pg_create_logical_replication_slot(${name}, 'pgoutput')`;
     await dst.unsafe(
       `CREATE SUBSCRIPTION ${name} CONNECTION '${req.sourceConnInfo.replace(/'/g, "''")}' PUBLICATION ${name} ` +
-        `WITH (create_slot = false, slot_name = '${name}', copy_data = true)`,
+        // synchronous_commit = on: the apply worker reports a commit as flushed as soon as it has
+        // applied it. With the subscription default (off) it reports only after its own WAL
+        // writer flushed and its next wake-up, which held the fence's catch-up step ~1 s.
+        `WITH (create_slot = false, slot_name = '${name}', copy_data = true, synchronous_commit = 'on')`,
     );
     progress(`subscribed on ${target.spec.name}; copying`);
     await waitFor('the initial copy', 600_000, async () => {
@@ -103,14 +120,19 @@ export async function moveShards(dbs: Databases, req: MoveRequest, progress: (m:
 
     // 2. Fence: the API stops routing the range, then the source refuses writes to it.
     fencedAt = Date.now();
+    const fencedAt0 = fencedAt;
     const fencedMap: ShardMap = { version: current.version + 1, assignment: current.assignment, fenced: [[from, to]] };
     await publishShardMap(mapDb, fencedMap, `fence ${from}-${to} for a move to ${req.target}`);
-    // Taking the tables' locks waits for writers in flight; a deadlock with one of them
-    // aborts one side, and if it is ours we simply try again.
+    // A process still on the unfenced map would route requests to the source while we lock it.
+    await waitForFollowers(mapDb, fencedMap.version);
+    const followedAt = Date.now();
+    // Taking the tables' locks waits for writers in flight, and every writer that comes after
+    // queues behind the waiting lock: so wait only briefly, let the queue go, and try again. A
+    // deadlock with a writer aborts one side; if it is ours we try again too.
     for (let attempt = 1; ; attempt++) {
       try {
         await src.begin(async (tx) => {
-          await tx`SET LOCAL lock_timeout = '5s'`;
+          await tx.unsafe(`SET LOCAL lock_timeout = '${FENCE_LOCK_TIMEOUT_MS}ms'`);
           await tx.unsafe(`LOCK TABLE ${SHARDED_TABLES.map((t) => t.table).join(', ')} IN SHARE ROW EXCLUSIVE MODE`);
           await tx.unsafe(`
             CREATE FUNCTION ${name}_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -126,19 +148,25 @@ export async function moveShards(dbs: Databases, req: MoveRequest, progress: (m:
         });
         break;
       } catch (err) {
-        if (!['40P01', '55P03'].includes((err as { code?: string }).code ?? '') || attempt >= 5) throw err;
+        if (!['40P01', '55P03'].includes((err as { code?: string }).code ?? '') || attempt >= FENCE_LOCK_ATTEMPTS_MAX) throw err;
         progress(`fence attempt ${attempt} lost a lock race; retrying`);
+        await sleep(FENCE_LOCK_RETRY_DELAY_MS);
       }
     }
 
+    const lockedAt = Date.now();
     // 3. Catch up to everything the source committed for the range.
-    const [pos] = await src<{ lsn: string }[]>`SELECT pg_current_wal_lsn()::text AS lsn`;
+    // The insert position, not pg_current_wal_lsn() (the write position): a transaction committed
+    // with synchronous_commit = off can have its commit record past the write position, and
+    // catching up only to there would flip before its rows reached the target.
+    const [pos] = await src<{ lsn: string }[]>`SELECT pg_current_wal_insert_lsn()::text AS lsn`;
     await waitFor('the target to catch up', 60_000, async () => {
       const [row] = await src<{ caught: boolean }[]>`
         SELECT confirmed_flush_lsn >= ${pos!.lsn}::pg_lsn AS caught FROM pg_replication_slots WHERE slot_name = ${name}`;
       return row?.caught === true;
     });
 
+    const caughtUpAt = Date.now();
     // 4. Flip.
     const assignment: [number, number, string][] = [...current.assignment, [from, to, req.target]];
     const flipped: ShardMap = { version: current.version + 2, assignment: normalise(assignment), fenced: [] };
@@ -150,6 +178,7 @@ export async function moveShards(dbs: Databases, req: MoveRequest, progress: (m:
     const [copied] = await dst<{ n: number }[]>`SELECT count(*)::int AS n FROM orders WHERE ${dst.unsafe(inRange('id', from, to))}`;
     report = {
       from, to, source: source.spec.name, target: req.target, copiedRows: copied?.n ?? 0, fencedMs,
+      fencePhasesMs: { followers: followedAt - fencedAt0, lock: lockedAt - followedAt, catchUp: caughtUpAt - lockedAt, flip: fencedAt0 + fencedMs - caughtUpAt },
       totalMs: 0, mapVersion: flipped.version,
     };
   } finally {
@@ -166,14 +195,23 @@ export async function moveShards(dbs: Databases, req: MoveRequest, progress: (m:
     }).catch(() => undefined);
     await src.unsafe(`DROP PUBLICATION IF EXISTS ${name}`).catch(() => undefined);
     if (report) {
-      // The source's copy of the moved range is stale now: remove it, children first. The
-      // insert/update fence stays for good, so a request that still routes by the old map
-      // can never write the range on the source again.
-      for (const t of [...SHARDED_TABLES].reverse()) {
-        await src.begin(async (tx) => {
-          await tx.unsafe(`DROP TRIGGER IF EXISTS ${name}_fence_del ON ${t.table}`);
-          await tx.unsafe(`DELETE FROM ${t.table} WHERE ${inRange(t.column, from, to)}`);
-        });
+      // The source's copy of the moved range is stale now: remove it, children first, once no
+      // process routes there by an older map. The insert/update fence stays for good, so a
+      // request that still routes by the old map can never write the range on the source again.
+      const followed = await waitForFollowers(mapDb, report.mapVersion).then(
+        () => true,
+        (err: unknown) => {
+          progress(`the moved rows stay on ${source.spec.name} (fenced, unread): ${String(err)}`);
+          return false;
+        },
+      );
+      if (followed) {
+        for (const t of [...SHARDED_TABLES].reverse()) {
+          await src.begin(async (tx) => {
+            await tx.unsafe(`DROP TRIGGER IF EXISTS ${name}_fence_del ON ${t.table}`);
+            await tx.unsafe(`DELETE FROM ${t.table} WHERE ${inRange(t.column, from, to)}`);
+          });
+        }
       }
     } else {
       if (fencedAt > 0) {

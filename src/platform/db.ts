@@ -74,6 +74,12 @@ export class Databases {
   private fenced = new Uint8Array(LOGICAL_SHARDS);
   /** Version of the shard map in force (0: the one from the configuration). */
   mapVersion = 0;
+  /**
+   * While a ShardMapWatcher follows the map: the lease. Routing to a shard stops (503) when the
+   * map was last confirmed longer ago than leaseMs, because a shard move stops waiting for a
+   * process that has not confirmed it for that long and may then delete the rows it would read.
+   */
+  private mapLease: { leaseMs: number; confirmedAt: number } | undefined;
 
   constructor(specs: readonly ClusterSpec[], poolOptions: PoolOptions) {
     this.clusters = specs.map((spec) => ({ spec, pool: openPool(spec.url, poolOptions), primary: { up: true, changedAt: Date.now() } }));
@@ -109,6 +115,9 @@ export class Databases {
     const cluster = this.shardOwner[shard];
     if (!cluster) throw new RangeError(`logical shard ${shard} out of range`);
     if (this.fenced[shard]) throw new AppError('unavailable', `shard ${shard} is moving to another cluster; retry in a moment`);
+    if (this.mapLease && Date.now() - this.mapLease.confirmedAt > this.mapLease.leaseMs) {
+      throw new AppError('unavailable', 'the shard map could not be confirmed; retry in a moment');
+    }
     return available(cluster);
   }
 
@@ -129,6 +138,11 @@ export class Databases {
       else out.push([s, s, name]);
     }
     return out;
+  }
+
+  /** The watcher confirmed the map in force as of `at` (ms): routing may go on for leaseMs from then. */
+  confirmShardMap(at: number, leaseMs: number): void {
+    if (!this.mapLease || at > this.mapLease.confirmedAt) this.mapLease = { leaseMs, confirmedAt: at };
   }
 
   /** Install a newer shard map (see cluster/shard-map.ts). Older or equal versions are ignored. */

@@ -31,7 +31,12 @@ export function createRedis(options: RedisOptions): RedisClient | undefined {
       enableOfflineQueue: false,
       lazyConnect: true,
       clusterRetryStrategy: (times: number) => Math.min(100 * times, 1_000),
-      // Follow a failover quickly: refresh the slot map as soon as a MOVED or error says so.
+      // Follow a failover: ioredis refreshes its slot map on MOVED, CLUSTERDOWN and "Connection
+      // is closed." only. A command to a master that died is refused as "Stream isn't writeable"
+      // (no offline queue), which refreshes nothing: if the one refresh the closed connection set
+      // off ran before a replica was promoted, the client kept routing that master's slots to the
+      // dead node for good. So refresh every second as well (one CLUSTER SLOTS).
+      slotsRefreshInterval: 1_000,
       slotsRefreshTimeout: 1_000,
       retryDelayOnFailover: 100,
       retryDelayOnClusterDown: 100,
@@ -41,13 +46,62 @@ export function createRedis(options: RedisOptions): RedisClient | undefined {
   return undefined;
 }
 
+/** The message of a command that missed its deadline (the same as ioredis's commandTimeout). */
+export const COMMAND_TIMED_OUT = 'Command timed out';
+
+export function isCommandTimeout(err: unknown): boolean {
+  return err instanceof Error && err.message === COMMAND_TIMED_OUT;
+}
+
+/**
+ * A Redis command that settles within timeoutMs, whatever the client does. ioredis's own
+ * commandTimeout covers only a command written to a node: in a Redis Cluster a command waiting
+ * for a slot refresh or a failover retry (retryDelayOnFailover, CLUSTERDOWN, TRYAGAIN) waits with
+ * no timer at all (ioredis #1604), which hung a test right after a master was SIGKILLed.
+ *
+ * When the timer fires, the rejection waits until this turn of the event loop has read the
+ * sockets (setImmediate runs after the poll phase), so a reply that arrived while the loop was
+ * busy still counts and is not mistaken for a missing one.
+ */
+export function redisDeadline<T>(command: Promise<T>, timeoutMs: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let settled = false;
+    const timer = setTimeout(() => {
+      setImmediate(() => {
+        if (settled) return;
+        settled = true;
+        reject(new Error(COMMAND_TIMED_OUT));
+      });
+    }, timeoutMs);
+    command.then(
+      (value) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
+}
+
+/** Per attempt of connectRedis: a ping that is not answered by then is tried again. */
+const CONNECT_PING_TIMEOUT_MS = 1_000;
+
 /** Connect, and wait until a command goes through (a cluster has loaded its slot map). */
 export async function connectRedis(client: RedisClient, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  if (client.status === 'wait') await client.connect().catch(() => undefined);
+  // A Cluster's connect() can stay pending for good when a node dies while it connects (its
+  // promise is dropped on a retry, ioredis PR #741), though the client then connects anyway.
+  if (client.status === 'wait') await redisDeadline(client.connect(), timeoutMs).catch(() => undefined);
   for (;;) {
     try {
-      await client.ping();
+      await redisDeadline(client.ping(), Math.min(CONNECT_PING_TIMEOUT_MS, timeoutMs));
       return;
     } catch (err) {
       if (Date.now() > deadline) throw err;

@@ -79,9 +79,14 @@ export class ReplicaSet {
     await Promise.all(this.members.map((m) => m.pool.end({ timeout: 2 })));
   }
 
-  /** The primary's WAL position now: the token a write response carries. */
+  /**
+   * The primary's WAL position now: the token a write response carries. The insert position, not
+   * pg_current_wal_lsn() (the write position), which can lie before the commit record of a
+   * transaction committed with synchronous_commit = off: a standby at that position could still
+   * miss the write.
+   */
   async currentLsn(): Promise<Lsn> {
-    const [row] = await this.primary<{ lsn: string }[]>`SELECT pg_current_wal_lsn()::text AS lsn`;
+    const [row] = await this.primary<{ lsn: string }[]>`SELECT pg_current_wal_insert_lsn()::text AS lsn`;
     const lsn = parseLsn(row?.lsn ?? '0/0');
     if (lsn > this.primaryLsn) this.primaryLsn = lsn;
     return lsn;

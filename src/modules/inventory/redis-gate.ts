@@ -33,7 +33,7 @@ import type { Counter, Gauge } from 'prom-client';
 import { transaction, type Pool } from '../../platform/db.ts';
 import { AppError } from '../../platform/errors.ts';
 import type { Id } from '../../platform/ids.ts';
-import { connectRedis, type RedisClient } from '../../platform/redis.ts';
+import { connectRedis, isCommandTimeout, redisDeadline, type RedisClient } from '../../platform/redis.ts';
 import type { GateLine, GateMetrics, GateOutcome, InventoryGate, PostgresBatchedGate } from './gate.ts';
 
 /** Answers of ADMIT. */
@@ -112,11 +112,10 @@ export interface RedisGateOptions {
   holdStaleMs: number;
   reconcileIntervalMs: number;
   /**
-   * Deadline of an admission, measured so that a late reply is not mistaken for a missing one:
-   * when the timer fires, the rejection waits until this turn of the event loop has read the
-   * sockets (setImmediate runs after the poll phase), so a reply that arrived while the loop was
-   * busy still counts. The client's own command timeout should be set well above it, as the
-   * backstop. Without it, the client's command timeout alone applies.
+   * Deadline of every gate command (redisDeadline: a late reply is not mistaken for a missing
+   * one). Reconciliation runs its commands inside a transaction that holds stock rows FOR SHARE,
+   * so none may wait without bound. The client's own command timeout should be set well above
+   * it, as the backstop. Default COMMAND_TIMEOUT_DEFAULT_MS.
    */
   commandTimeoutMs?: number;
   /**
@@ -136,12 +135,10 @@ const WRITE_BEHIND_MAX_RESERVATIONS = 10_000;
 const WRITE_ATTEMPTS_MAX = 3;
 const WRITE_RETRY_DELAY_MS = 200;
 const ADMIT_TIMEOUTS_BUDGET_MS = 1_000;
+const STALE_RETRY_MS = 250;
 
-/** ioredis's commandTimeout error message, which deadline() uses too. */
-const COMMAND_TIMED_OUT = 'Command timed out';
-function isCommandTimeout(err: unknown): boolean {
-  return err instanceof Error && err.message === COMMAND_TIMED_OUT;
-}
+/** Deadline of a gate command when the options name none. */
+const COMMAND_TIMEOUT_DEFAULT_MS = 1_000;
 
 interface PendingWrite {
   written: Promise<GateOutcome | undefined>;
@@ -159,6 +156,14 @@ export class RedisGate implements InventoryGate {
   private recordedHolds = new Map<string, Id[]>();
   private recordedFlush: Promise<void> | undefined;
   private readonly writeBehindMax: number;
+  /**
+   * SKUs whose reservations went to PostgreSQL alone while Redis failed: their counters are stale
+   * (too high) until reconciled. Retried every STALE_RETRY_MS until Redis answers, so a counter
+   * is corrected within a moment of a failover rather than at the next full reconciliation.
+   */
+  private readonly staleSkus = new Set<string>();
+  private staleTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
 
   constructor(
     redis: RedisClient,
@@ -195,6 +200,9 @@ export class RedisGate implements InventoryGate {
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    this.stopped = true;
+    if (this.staleTimer) clearTimeout(this.staleTimer);
+    this.staleSkus.clear();
     await this.drain();
     await this.reconciling?.catch(() => undefined);
     this.redis.disconnect();
@@ -258,7 +266,9 @@ export class RedisGate implements InventoryGate {
       // Redis is down or failing over: PostgreSQL alone still guarantees no oversell.
       this.metrics?.fallbacks.inc();
       this.log.warn({ err: String(err) }, 'redis gate unavailable; reserving through PostgreSQL alone');
-      return this.reserveNow(reservationId, lines, ttlMs, admitted);
+      const outcome = await this.reserveNow(reservationId, lines, ttlMs, admitted);
+      this.markStale(lines.map((l) => l.sku));
+      return outcome;
     }
     if (held) {
       // An earlier call under this id holds units (another process may still be writing it): the
@@ -301,33 +311,9 @@ export class RedisGate implements InventoryGate {
     }
   }
 
+  /** Every Redis command of the gate goes through here: none can wait past its deadline. */
   private deadline<T>(command: Promise<T>): Promise<T> {
-    const timeoutMs = this.options.commandTimeoutMs;
-    if (timeoutMs === undefined) return command;
-    return new Promise<T>((resolve, reject) => {
-      let settled = false;
-      const timer = setTimeout(() => {
-        setImmediate(() => {
-          if (settled) return;
-          settled = true;
-          reject(new Error(COMMAND_TIMED_OUT));
-        });
-      }, timeoutMs);
-      command.then(
-        (value) => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          resolve(value);
-        },
-        (err: unknown) => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          reject(err instanceof Error ? err : new Error(String(err)));
-        },
-      );
-    });
+    return redisDeadline(command, this.options.commandTimeoutMs ?? COMMAND_TIMEOUT_DEFAULT_MS);
   }
 
   /** PostgreSQL answers before the caller does: the counter is not loaded, or Redis failed. */
@@ -380,7 +366,7 @@ export class RedisGate implements InventoryGate {
   }
 
   private async giveBackHolds(reservationId: Id, lines: readonly GateLine[]): Promise<void> {
-    for (const line of lines) await this.redis.gateGiveBackHold(availKey(line.sku), holdsKey(line.sku), reservationId);
+    for (const line of lines) await this.deadline(this.redis.gateGiveBackHold(availKey(line.sku), holdsKey(line.sku), reservationId));
   }
 
   private holdRecorded(sku: string, reservationId: Id): void {
@@ -393,7 +379,7 @@ export class RedisGate implements InventoryGate {
       this.recordedFlush = undefined;
       await Promise.all(
         [...batch].map(([s, idsOfSku]) =>
-          this.redis.hdel(holdsKey(s), ...idsOfSku).catch((err: unknown) => {
+          this.deadline(this.redis.hdel(holdsKey(s), ...idsOfSku)).catch((err: unknown) => {
             this.log.warn({ err: String(err) }, 'could not delete recorded redis holds; reconciliation will');
           }),
         ),
@@ -402,7 +388,7 @@ export class RedisGate implements InventoryGate {
   }
 
   async unitsReleased(units: readonly GateLine[], atUs: string): Promise<void> {
-    await Promise.all(units.map((u) => this.redis.gateUnitsReleased(availKey(u.sku), syncedKey(u.sku), u.quantity, atUs))).catch((err: unknown) => {
+    await Promise.all(units.map((u) => this.deadline(this.redis.gateUnitsReleased(availKey(u.sku), syncedKey(u.sku), u.quantity, atUs)))).catch((err: unknown) => {
       this.log.warn({ err: String(err) }, 'could not give released units back to the gate; reconciliation will');
     });
   }
@@ -422,7 +408,7 @@ export class RedisGate implements InventoryGate {
         SELECT s.sku, coalesce(sum(st.on_hand - st.reserved), 0)::int AS available,
                (extract(epoch FROM clock_timestamp()) * 1000000)::bigint::text AS at_us
         FROM unnest(${sorted}::text[]) AS s(sku) LEFT JOIN stock st ON st.sku = s.sku GROUP BY s.sku`;
-      const holds = await Promise.all(rows.map((r) => this.redis.hkeys(holdsKey(r.sku))));
+      const holds = await Promise.all(rows.map((r) => this.deadline(this.redis.hkeys(holdsKey(r.sku)))));
       const all = holds.flat();
       const recorded = new Set<string>();
       if (all.length > 0) {
@@ -431,8 +417,10 @@ export class RedisGate implements InventoryGate {
       const now = Date.now();
       return Promise.all(
         rows.map((r, i) =>
-          this.redis.gateReconcile(availKey(r.sku), holdsKey(r.sku), syncedKey(r.sku), r.available, r.at_us, now, this.options.holdStaleMs,
-            ...holds[i]!.filter((id) => recorded.has(id))),
+          this.deadline(
+            this.redis.gateReconcile(availKey(r.sku), holdsKey(r.sku), syncedKey(r.sku), r.available, r.at_us, now, this.options.holdStaleMs,
+              ...holds[i]!.filter((id) => recorded.has(id))),
+          ),
         ),
       );
     });
@@ -442,6 +430,19 @@ export class RedisGate implements InventoryGate {
     }
     if (drift > 0) this.metrics?.driftCorrections.inc(drift);
     return drift;
+  }
+
+  private markStale(skus: readonly string[]): void {
+    if (this.stopped) return;
+    for (const sku of skus) this.staleSkus.add(sku);
+    if (this.staleTimer) return;
+    this.staleTimer = setTimeout(() => {
+      this.staleTimer = undefined;
+      const batch = [...this.staleSkus];
+      this.staleSkus.clear();
+      void this.reconcileSkus(batch).catch(() => this.markStale(batch));
+    }, STALE_RETRY_MS);
+    this.staleTimer.unref();
   }
 
   /** Every SKU with stock, page by page. Exports the drift found as a gauge. */
@@ -468,7 +469,7 @@ export class RedisGate implements InventoryGate {
 
   /** For tests and operators: the gate's current counter for a SKU (undefined if not loaded). */
   async counter(sku: string): Promise<number | undefined> {
-    const v = await this.redis.get(availKey(sku));
+    const v = await this.deadline(this.redis.get(availKey(sku)));
     return v === null ? undefined : Number(v);
   }
 }
