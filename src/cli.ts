@@ -10,7 +10,7 @@ import { defaultRedisClusterSpec, redisClusterDown, redisClusterStatus, redisClu
 import { clusterDown, clusterStatus, clusterUp } from './cluster/pg-cluster.ts';
 import { loadTopology } from './cluster/topology.ts';
 import { ShardMapWatcher } from './cluster/shard-map.ts';
-import { moveShards } from './cluster/shard-move.ts';
+import { moveShards, type MoveReport } from './cluster/shard-move.ts';
 
 const USAGE = `Usage: meridian <command> [options]
 
@@ -184,14 +184,15 @@ async function main(argvIn: string[]): Promise<number> {
       if (!config.topologyFile) throw new ConfigError('shard move needs --topology FILE (or MERIDIAN_TOPOLOGY)');
       const topology = await loadTopology(config.topologyFile);
       const db = await openDatabases(config, log);
-      const shardMap = new ShardMapWatcher(db.dbs, log);
+      const shardMap = new ShardMapWatcher(db.dbs, log, { requestTimeoutMs: config.requestTimeoutMs });
+      let report: MoveReport;
       try {
         await shardMap.start();
         const from = Number(range[1]);
         const source = (await clusterStatus(topology, config.dataDir)).find((c) => c.name === db.dbs.ownerOf(from).spec.name);
         const primary = source?.members.find((m) => m.role === 'primary');
         if (!primary) throw new Error(`the cluster owning shard ${from} has no primary now`);
-        const report = await moveShards(
+        report = await moveShards(
           db.dbs,
           { from, to: Number(range[2]), target: values.to, sourceConnInfo: primary.url },
           (m) => console.error(m),
@@ -201,7 +202,8 @@ async function main(argvIn: string[]): Promise<number> {
         await shardMap.stop();
         await db.close();
       }
-      return 0;
+      // Moved, but the source still holds the rows: an operator has to finish (see the log).
+      return report.sourceCleaned ? 0 : 1;
     }
     case 'redis-cluster': {
       const { values, positionals } = parseArgs({

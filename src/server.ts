@@ -95,7 +95,7 @@ export async function startPlatform(config: Config, log: Logger): Promise<Platfo
   await services.catalogReplicas.start();
   services.primaries.start();
   // Shard moves flip the map while we run; follow it (a no-op on one node).
-  const shardMap = new ShardMapWatcher(db.dbs, log);
+  const shardMap = new ShardMapWatcher(db.dbs, log, { requestTimeoutMs: config.requestTimeoutMs });
   await shardMap.start();
   await ensureAdmin(services, config);
   if (config.seedDemo && (await catalogIsEmpty(services))) {

@@ -21,16 +21,10 @@ import { assertInvariants, cartWith, checkout, createProduct, createTestPlatform
 /**
  * This file kills a master, so it runs on a Redis Cluster of its own: the shared test cluster
  * serves other test files at the same time, and a master vanishing under them made their
- * counters disagree with PostgreSQL. Ports 22100–23105 (bus +10000), clear of the shared one's.
+ * counters disagree with PostgreSQL. Ports 22100–22705, bus ports +10000 (32100–32705): clear of
+ * the shared cluster's (scripts/test.ts) and below the kernel's ephemeral range (from 32768).
  */
-const OWN_CLUSTER_PORTS = { from: 22_100, span: 1_000, companionOffsets: [10_000] } as const;
-
-async function startOwnCluster(): Promise<RedisClusterSpec> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'meridian-test-redis-kill-'));
-  const spec = defaultRedisClusterSpec(dir, await freePortRange(6, OWN_CLUSTER_PORTS));
-  await redisClusterUp(spec);
-  return spec;
-}
+const OWN_CLUSTER_PORTS = { from: 22_100, span: 600, companionOffsets: [10_000] } as const;
 
 function clusterClient(spec: RedisClusterSpec): ReturnType<typeof createRedis> & object {
   return createRedis({ clusterNodes: spec.ports.map((p) => `127.0.0.1:${p}`), commandTimeoutMs: 500 })!;
@@ -59,9 +53,11 @@ function statusCounts(codes: number[]): Record<number, number> {
 
 describe('flash sale: a Redis Cluster master is SIGKILLed mid-sale', () => {
   let t: TestPlatform;
-  let cluster: RedisClusterSpec;
+  let cluster: RedisClusterSpec | undefined;
   before(async () => {
-    cluster = await startOwnCluster();
+    const dir = await mkdtemp(path.join(tmpdir(), 'meridian-test-redis-kill-'));
+    cluster = defaultRedisClusterSpec(dir, await freePortRange(6, OWN_CLUSTER_PORTS)); // set first: after() stops a half-started one
+    await redisClusterUp(cluster);
     t = await createTestPlatform({ inventoryGate: 'redis', dbPoolMax: 30 }, { redis: clusterClient(cluster), paymentProvider: new TestPaymentProvider(5) });
   });
   after(async () => {
@@ -80,6 +76,7 @@ describe('flash sale: a Redis Cluster master is SIGKILLed mid-sale', () => {
     await gate.reconcileSkus([p.sku]);
     const buyers = await Promise.all(Array.from({ length: buyersCount }, () => createUser(t)));
     const carts = await Promise.all(buyers.map((b) => cartWith(t, b.token, [{ sku: p.sku, quantity: 1 }])));
+    if (!cluster) throw new Error('unreachable: before() started the cluster');
     const masterPort = await masterPortFor(cluster, p.sku);
     const pid = Number((await readFile(path.join(cluster.dir, String(masterPort), 'redis.pid'), 'utf8')).trim());
 

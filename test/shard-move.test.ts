@@ -18,7 +18,7 @@ describe('online shard move', () => {
   before(async () => {
     // A short request timeout: a key stranded by a 503 mid-saga is retaken after it.
     t = await createShardedTestPlatform({ requestTimeoutMs: 1_000 });
-    watcher = new ShardMapWatcher(t.s.dbs, pino({ level: 'silent' }), 200);
+    watcher = new ShardMapWatcher(t.s.dbs, pino({ level: 'silent' }), { requestTimeoutMs: 1_000, pollIntervalMs: 200 });
     await watcher.start();
   });
   after(async () => {
@@ -67,6 +67,7 @@ describe('online shard move', () => {
     const load = [...movers, ...stayers].map((u, n) => buyer(u, n));
     await new Promise((r) => setTimeout(r, 500));
     const report = await moveShards(t.s.dbs, { from: 0, to: 1023, target: 'users-b', sourceConnInfo: t.shardUrls[0]! });
+    assert.equal(report.sourceCleaned, true, 'every process followed the flip: the source copy is deleted');
     await new Promise((r) => setTimeout(r, 500)); // keep buying after the flip
     stop = true;
     await Promise.all(load);
@@ -108,15 +109,16 @@ describe('online shard move', () => {
     assert.deepEqual(await laggingFollowers(db, version), [], 'the running watcher follows the map in force');
     assert.equal((await db<{ n: number }[]>`SELECT count(*)::int AS n FROM shard_map_followers WHERE follower = ${watcher.follower}`)[0]?.n, 1);
     // Another process, one version behind and alive: a move must wait for it.
-    await db`INSERT INTO shard_map_followers (follower, version) VALUES ('other:1:abcd', ${version - 1})`;
+    await db`INSERT INTO shard_map_followers (follower, version, live_until) VALUES ('other:1:abcd', ${version - 1}, now() + interval '1 minute')`;
     try {
       assert.deepEqual(await laggingFollowers(db, version), [{ follower: 'other:1:abcd', version: version - 1 }]);
       await assert.rejects(waitForFollowers(db, version, 100), /other:1:abcd \(v\d+\)/);
-      // Its lease runs out: it has stopped routing by itself (see the next test), so no more waiting.
-      await db`UPDATE shard_map_followers SET seen_at = now() - make_interval(secs => ${MAP_LEASE_MS / 1000 + 1}) WHERE follower = 'other:1:abcd'`;
+      // Its row expires (lease and request timeout over): it has stopped routing by that map (see
+      // the next test), so no more waiting.
+      await db`UPDATE shard_map_followers SET live_until = now() - interval '1 second' WHERE follower = 'other:1:abcd'`;
       await waitForFollowers(db, version, 100);
       // A live process that catches up ends the wait too.
-      await db`UPDATE shard_map_followers SET seen_at = now(), version = ${version} WHERE follower = 'other:1:abcd'`;
+      await db`UPDATE shard_map_followers SET live_until = now() + interval '1 minute', version = ${version} WHERE follower = 'other:1:abcd'`;
       await waitForFollowers(db, version, 100);
     } finally {
       await db`DELETE FROM shard_map_followers WHERE follower = 'other:1:abcd'`;
@@ -126,10 +128,13 @@ describe('online shard move', () => {
   it('a process that cannot confirm the map within its lease answers 503 for shard routes', async () => {
     const dbs = Databases.single(t.url, { max: 1 });
     try {
-      assert.ok(dbs.shard(7), 'no lease yet (no watcher): routing as configured');
-      dbs.confirmShardMap(Date.now() - MAP_LEASE_MS - 1, MAP_LEASE_MS);
-      assert.throws(() => dbs.shard(7), (err: { code?: string }) => err.code === 'unavailable');
-      dbs.confirmShardMap(Date.now(), MAP_LEASE_MS);
+      assert.ok(dbs.shard(7), 'no watcher: routing as configured');
+      const unavailable = (err: { code?: string }): boolean => err.code === 'unavailable';
+      dbs.confirmShardMap(Number.NEGATIVE_INFINITY, MAP_LEASE_MS); // what a watcher's start() does first
+      assert.throws(() => dbs.shard(7), unavailable, 'a watcher that has not confirmed the map yet');
+      dbs.confirmShardMap(performance.now() - MAP_LEASE_MS - 1, MAP_LEASE_MS);
+      assert.throws(() => dbs.shard(7), unavailable, 'a confirmation older than the lease');
+      dbs.confirmShardMap(performance.now(), MAP_LEASE_MS);
       assert.ok(dbs.shard(7), 'a confirmation renews the lease');
     } finally {
       await dbs.close();

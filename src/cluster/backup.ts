@@ -305,7 +305,9 @@ export async function restoreToTime(t: Topology, dataDir: string, target: Date, 
 /** The drill's scratch topology: one member per cluster on free ports, reading the live repository. */
 async function scratchTopology(t: Topology, dataDir: string): Promise<Topology> {
   const count = 2 + 2 * t.clusters.length;
-  const first = await freePortRange(count, { from: 30_000, span: 2_700 }); // below the ephemeral range
+  // 27000–29899: below the ephemeral range, clear of the local topology and its shifted copies
+  // (15401–19922), etcd (24790–26300) and the test Redis Clusters (21000–22705, bus +10000).
+  const first = await freePortRange(count, { from: 27_000, span: 2_900 });
   const ports = Array.from({ length: count }, (_, i) => first + i);
   const scratch = {
     ...structuredClone(t),

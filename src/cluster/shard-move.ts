@@ -50,6 +50,13 @@ export interface MoveReport {
    * and creating the triggers, catching up, publishing the flip.
    */
   fencePhasesMs: { followers: number; lock: number; catchUp: number; flip: number };
+  /**
+   * Whether the moved rows were deleted on the source. False when some process did not follow
+   * the flipped map in time: the rows stay there, fenced against writes, and cluster-wide reads
+   * (admin lists, verify) see them twice until they are deleted by hand (the progress log names
+   * the statement). The move itself is complete: the target owns the range.
+   */
+  sourceCleaned: boolean;
   totalMs: number;
   mapVersion: number;
 }
@@ -89,7 +96,7 @@ export async function moveShards(dbs: Databases, req: MoveRequest, progress: (m:
   if (!current) throw new Error('no shard map in the database: start the API once first');
   if (current.fenced.length > 0) throw new Error(`another move is in progress (fenced ${JSON.stringify(current.fenced)})`);
 
-  await mapDb`DELETE FROM shard_map_followers WHERE seen_at < now() - interval '1 day'`; // long gone
+  await mapDb`DELETE FROM shard_map_followers WHERE live_until < now() - interval '1 day'`; // long gone
   const name = `meridian_move_${from}_${to}_${Date.now()}`;
   const src: Pool = source.pool;
   const dst: Pool = target.pool;
@@ -133,6 +140,9 @@ export async function moveShards(dbs: Databases, req: MoveRequest, progress: (m:
       try {
         await src.begin(async (tx) => {
           await tx.unsafe(`SET LOCAL lock_timeout = '${FENCE_LOCK_TIMEOUT_MS}ms'`);
+          // Flushed at commit, so the WAL flush position after it covers every write that
+          // committed before the fence, asynchronous commits included (step 3).
+          await tx`SET LOCAL synchronous_commit = on`;
           await tx.unsafe(`LOCK TABLE ${SHARDED_TABLES.map((t) => t.table).join(', ')} IN SHARE ROW EXCLUSIVE MODE`);
           await tx.unsafe(`
             CREATE FUNCTION ${name}_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -156,10 +166,11 @@ export async function moveShards(dbs: Databases, req: MoveRequest, progress: (m:
 
     const lockedAt = Date.now();
     // 3. Catch up to everything the source committed for the range.
-    // The insert position, not pg_current_wal_lsn() (the write position): a transaction committed
-    // with synchronous_commit = off can have its commit record past the write position, and
-    // catching up only to there would flip before its rows reached the target.
-    const [pos] = await src<{ lsn: string }[]>`SELECT pg_current_wal_insert_lsn()::text AS lsn`;
+    // Everything the range will ever have on the source is in the WAL up to the fence's own
+    // commit, which was flushed: catch up to the flush position. (pg_current_wal_lsn(), the write
+    // position, can lie before an asynchronous commit; the insert position can lie past a page
+    // header that no record ends at, and an idle source would never confirm it.)
+    const [pos] = await src<{ lsn: string }[]>`SELECT pg_current_wal_flush_lsn()::text AS lsn`;
     await waitFor('the target to catch up', 60_000, async () => {
       const [row] = await src<{ caught: boolean }[]>`
         SELECT confirmed_flush_lsn >= ${pos!.lsn}::pg_lsn AS caught FROM pg_replication_slots WHERE slot_name = ${name}`;
@@ -179,7 +190,7 @@ export async function moveShards(dbs: Databases, req: MoveRequest, progress: (m:
     report = {
       from, to, source: source.spec.name, target: req.target, copiedRows: copied?.n ?? 0, fencedMs,
       fencePhasesMs: { followers: followedAt - fencedAt0, lock: lockedAt - followedAt, catchUp: caughtUpAt - lockedAt, flip: fencedAt0 + fencedMs - caughtUpAt },
-      totalMs: 0, mapVersion: flipped.version,
+      totalMs: 0, mapVersion: flipped.version, sourceCleaned: false,
     };
   } finally {
     // 5. Clean up (also after a failure: an unfinished move leaves the source authoritative).
@@ -201,7 +212,8 @@ export async function moveShards(dbs: Databases, req: MoveRequest, progress: (m:
       const followed = await waitForFollowers(mapDb, report.mapVersion).then(
         () => true,
         (err: unknown) => {
-          progress(`the moved rows stay on ${source.spec.name} (fenced, unread): ${String(err)}`);
+          const where = SHARDED_TABLES.map((t) => `DELETE FROM ${t.table} WHERE ${inRange(t.column, from, to)};`).reverse().join(' ');
+          progress(`the moved rows stay on ${source.spec.name} (fenced against writes): ${String(err)}. Once every API process follows v${report!.mapVersion}, run there: ${where}`);
           return false;
         },
       );
@@ -212,6 +224,7 @@ export async function moveShards(dbs: Databases, req: MoveRequest, progress: (m:
             await tx.unsafe(`DELETE FROM ${t.table} WHERE ${inRange(t.column, from, to)}`);
           });
         }
+        report.sourceCleaned = true;
       }
     } else {
       if (fencedAt > 0) {

@@ -5,7 +5,7 @@
 // process evicts within the relay's latency; the publisher also retires the L2 entries.
 import type { Counter } from 'prom-client';
 import type { Pool } from './db.ts';
-import type { RedisClient } from './redis.ts';
+import { connectRedis, type RedisClient } from './redis.ts';
 
 export interface CacheOptions {
   readonly name: string;
@@ -205,6 +205,9 @@ export function groupOf(key: string): string {
  * stale value, and a prefix invalidation costs one INCR. Works on one server and on a Redis
  * Cluster (every command touches one key).
  */
+/** How long start() waits for Redis before the cache serves from L1 and the database alone. */
+const L2_CONNECT_TIMEOUT_MS = 2_000;
+
 export class RedisCacheL2 implements CacheL2 {
   private readonly prefix: string;
 
@@ -216,7 +219,8 @@ export class RedisCacheL2 implements CacheL2 {
   }
 
   async start(): Promise<void> {
-    if (this.redis.status === 'wait') await this.redis.connect().catch(() => undefined);
+    // Bounded (a Cluster's connect() can stay pending for good): the cache works without L2 meanwhile.
+    await connectRedis(this.redis, L2_CONNECT_TIMEOUT_MS).catch(() => undefined);
   }
 
   async stop(): Promise<void> {

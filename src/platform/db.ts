@@ -75,9 +75,9 @@ export class Databases {
   /** Version of the shard map in force (0: the one from the configuration). */
   mapVersion = 0;
   /**
-   * While a ShardMapWatcher follows the map: the lease. Routing to a shard stops (503) when the
-   * map was last confirmed longer ago than leaseMs, because a shard move stops waiting for a
-   * process that has not confirmed it for that long and may then delete the rows it would read.
+   * While a ShardMapWatcher follows the map: the lease, on the monotonic clock (performance.now()).
+   * Routing to a shard stops (503) when the map was last confirmed longer ago than leaseMs: a
+   * shard move stops waiting for a process soon after, and may then delete rows it would read.
    */
   private mapLease: { leaseMs: number; confirmedAt: number } | undefined;
 
@@ -115,7 +115,7 @@ export class Databases {
     const cluster = this.shardOwner[shard];
     if (!cluster) throw new RangeError(`logical shard ${shard} out of range`);
     if (this.fenced[shard]) throw new AppError('unavailable', `shard ${shard} is moving to another cluster; retry in a moment`);
-    if (this.mapLease && Date.now() - this.mapLease.confirmedAt > this.mapLease.leaseMs) {
+    if (this.mapLease && performance.now() - this.mapLease.confirmedAt > this.mapLease.leaseMs) {
       throw new AppError('unavailable', 'the shard map could not be confirmed; retry in a moment');
     }
     return available(cluster);
@@ -140,7 +140,7 @@ export class Databases {
     return out;
   }
 
-  /** The watcher confirmed the map in force as of `at` (ms): routing may go on for leaseMs from then. */
+  /** The watcher confirmed the map in force as of `at` (performance.now()): routing may go on for leaseMs from then. */
   confirmShardMap(at: number, leaseMs: number): void {
     if (!this.mapLease || at > this.mapLease.confirmedAt) this.mapLease = { leaseMs, confirmedAt: at };
   }

@@ -28,7 +28,7 @@ export function freePort(): Promise<number> {
 export interface PortRangeOptions {
   /** Lowest first port of the range. */
   readonly from: number;
-  /** The range starts somewhere in from … from + span − 1. */
+  /** The n ports lie within from … from + span − 1. */
   readonly span: number;
   /** Ports that must be free too, at these offsets from each port (Redis Cluster's bus: +10000). */
   readonly companionOffsets?: readonly number[];

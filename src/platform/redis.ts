@@ -12,6 +12,8 @@ export interface RedisOptions {
   readonly commandTimeoutMs: number;
 }
 
+const CLUSTER_SLOTS_REFRESH_MS = 1_000;
+
 export function createRedis(options: RedisOptions): RedisClient | undefined {
   const common = {
     commandTimeout: options.commandTimeoutMs,
@@ -26,21 +28,28 @@ export function createRedis(options: RedisOptions): RedisClient | undefined {
       const [host, port] = n.split(':');
       return { host: host ?? '127.0.0.1', port: Number(port) };
     });
-    return new Cluster(nodes, {
+    const cluster = new Cluster(nodes, {
       redisOptions: common,
       enableOfflineQueue: false,
       lazyConnect: true,
       clusterRetryStrategy: (times: number) => Math.min(100 * times, 1_000),
-      // Follow a failover: ioredis refreshes its slot map on MOVED, CLUSTERDOWN and "Connection
-      // is closed." only. A command to a master that died is refused as "Stream isn't writeable"
-      // (no offline queue), which refreshes nothing: if the one refresh the closed connection set
-      // off ran before a replica was promoted, the client kept routing that master's slots to the
-      // dead node for good. So refresh every second as well (one CLUSTER SLOTS).
-      slotsRefreshInterval: 1_000,
       slotsRefreshTimeout: 1_000,
       retryDelayOnFailover: 100,
       retryDelayOnClusterDown: 100,
     });
+    // Follow a failover: ioredis refreshes its slot map on MOVED, CLUSTERDOWN and "Connection is
+    // closed." only. A command to a master that died is refused as "Stream isn't writeable" (no
+    // offline queue), which refreshes nothing: if the one refresh the closed connection set off
+    // ran before a replica was promoted, the client kept routing that master's slots to the dead
+    // node for good. So refresh every second as well (one CLUSTER SLOTS). Our own timer, not
+    // ioredis's slotsRefreshInterval: that one re-arms itself after disconnect() when a refresh
+    // is in flight, and keeps the process alive.
+    const slotsRefresh = setInterval(() => {
+      if (cluster.status === 'ready') cluster.refreshSlotsCache();
+    }, CLUSTER_SLOTS_REFRESH_MS);
+    slotsRefresh.unref();
+    cluster.once('end', () => clearInterval(slotsRefresh));
+    return cluster;
   }
   if (options.url) return new Redis(options.url, common);
   return undefined;

@@ -135,7 +135,9 @@ const WRITE_BEHIND_MAX_RESERVATIONS = 10_000;
 const WRITE_ATTEMPTS_MAX = 3;
 const WRITE_RETRY_DELAY_MS = 200;
 const ADMIT_TIMEOUTS_BUDGET_MS = 1_000;
+/** First retry of stale SKUs; each failure doubles it, up to STALE_RETRY_MAX_MS. */
 const STALE_RETRY_MS = 250;
+const STALE_RETRY_MAX_MS = 2_000;
 
 /** Deadline of a gate command when the options name none. */
 const COMMAND_TIMEOUT_DEFAULT_MS = 1_000;
@@ -163,6 +165,7 @@ export class RedisGate implements InventoryGate {
    */
   private readonly staleSkus = new Set<string>();
   private staleTimer: NodeJS.Timeout | undefined;
+  private staleRetryMs = STALE_RETRY_MS;
   private stopped = false;
 
   constructor(
@@ -266,9 +269,11 @@ export class RedisGate implements InventoryGate {
       // Redis is down or failing over: PostgreSQL alone still guarantees no oversell.
       this.metrics?.fallbacks.inc();
       this.log.warn({ err: String(err) }, 'redis gate unavailable; reserving through PostgreSQL alone');
-      const outcome = await this.reserveNow(reservationId, lines, ttlMs, admitted);
-      this.markStale(lines.map((l) => l.sku));
-      return outcome;
+      try {
+        return await this.reserveNow(reservationId, lines, ttlMs, admitted);
+      } finally {
+        this.markStale(lines.map((l) => l.sku)); // even on an error: it may have committed
+      }
     }
     if (held) {
       // An earlier call under this id holds units (another process may still be writing it): the
@@ -401,6 +406,10 @@ export class RedisGate implements InventoryGate {
   async reconcileSkus(skus: readonly string[]): Promise<number> {
     const sorted = [...new Set(skus)].sort();
     if (sorted.length === 0) return 0;
+    // The transaction below holds the SKUs' stock rows FOR SHARE (reservations wait) while it
+    // talks to Redis: ask Redis first, so that a Redis that is down costs a failed probe, not a
+    // command deadline with every reservation of these SKUs stuck behind the lock.
+    await this.deadline(this.redis.exists(availKey(sorted[0]!)));
     const results = await transaction(this.db, async (tx) => {
       // No reservation of these SKUs is written or settled until the counters are set.
       await tx`SELECT count(*) FROM (SELECT 1 FROM stock WHERE sku = ANY(${sorted}::text[]) ORDER BY sku, location_id FOR SHARE) locked`;
@@ -440,8 +449,16 @@ export class RedisGate implements InventoryGate {
       this.staleTimer = undefined;
       const batch = [...this.staleSkus];
       this.staleSkus.clear();
-      void this.reconcileSkus(batch).catch(() => this.markStale(batch));
-    }, STALE_RETRY_MS);
+      void this.reconcileSkus(batch).then(
+        () => {
+          this.staleRetryMs = STALE_RETRY_MS;
+        },
+        () => {
+          this.staleRetryMs = Math.min(2 * this.staleRetryMs, STALE_RETRY_MAX_MS);
+          this.markStale(batch);
+        },
+      );
+    }, this.staleRetryMs);
     this.staleTimer.unref();
   }
 
