@@ -3,6 +3,7 @@
 // step throw a non-business error, as a dying process would leave it.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { AppError } from '../src/platform/errors.ts';
 import { assertInvariants, auth, cartWith, checkout, createProduct, createTestPlatform, createUser, type TestPlatform } from './helpers.ts';
 
 describe('saga recovery by the sweeper', () => {
@@ -54,6 +55,37 @@ describe('saga recovery by the sweeper', () => {
     const replay = await checkout(t, buyer.token, cartId, 'crash-before-payment');
     assert.equal(replay.statusCode, 409);
     assert.equal(replay.json().error.code, 'reservation_expired');
+    await assertInvariants(t);
+  });
+
+  it('a saga cut short by a transient failure gives its key back: the retry resumes it at once', async () => {
+    const p = await createProduct(t, 10);
+    const buyer = await createUser(t);
+    const cartId = await cartWith(t, buyer.token, [{ sku: p.sku, quantity: 2 }]);
+    const original = t.s.payments.capture.bind(t.s.payments);
+    t.s.payments.capture = async () => {
+      throw new AppError('unavailable', 'the payment database is failing over');
+    };
+    let first;
+    try {
+      first = await checkout(t, buyer.token, cartId, 'transient-after-consume');
+    } finally {
+      t.s.payments.capture = original;
+    }
+    assert.equal(first.statusCode, 503);
+    // The lease is given back in the background, a write or two later.
+    let retry = await checkout(t, buyer.token, cartId, 'transient-after-consume');
+    for (let i = 0; i < 20 && retry.statusCode === 409; i++) {
+      await wait(50);
+      retry = await checkout(t, buyer.token, cartId, 'transient-after-consume');
+    }
+    assert.equal(retry.statusCode, 201, `not resumed well within the 15 s lease: ${retry.body}`);
+    assert.equal(retry.json().order.status, 'paid');
+    const orders = await t.app.inject({ method: 'GET', url: '/v1/orders', headers: auth(buyer.token) });
+    assert.deepEqual(orders.json().items.map((o: { id: string }) => o.id), [retry.json().order.id], 'the first attempt\'s order, finished: one order');
+    assert.equal((await t.s.payments.find(retry.json().order.id))?.status, 'captured');
+    assert.equal((await t.s.inventory.availability(p.sku)).locations[0]?.onHand, 8, 'consumed once');
+    assert.deepEqual((await checkout(t, buyer.token, cartId, 'transient-after-consume')).json(), retry.json(), 'replayed');
     await assertInvariants(t);
   });
 

@@ -47,6 +47,9 @@ export interface SagaDeps {
   requestTimeoutMs: number;
 }
 
+/** Between attempts to give back a key's lease while its shard cannot take the write. */
+const LEASE_RELEASE_RETRY_MS = 100;
+
 function errorBody(code: ErrorCode, message: string, details?: Record<string, unknown>): CheckoutResponse['body'] {
   return details ? { error: { code, message, details } } : { error: { code, message } };
 }
@@ -70,8 +73,8 @@ export class CheckoutSaga {
       if (previous.state === 'in_progress') throw new AppError('idempotency_conflict', 'a request with this Idempotency-Key is in progress');
       return { status: previous.response_status ?? 500, body: previous.response_body as CheckoutResponse['body'], replayed: true };
     }
-    if (claim.resumeOrderId) return this.resume(claim.resumeOrderId, req.payment.token);
     try {
+      if (claim.resumeOrderId) return await this.resume(claim.resumeOrderId, req.payment.token);
       return await this.run(userId, key, claim.newOrderId, req);
     } catch (err) {
       // Failures before any side effect free the key for a retry; later ones were recorded.
@@ -79,8 +82,30 @@ export class CheckoutSaga {
         await repo.dropIdempotencyKey(db, userId, key);
         throw err.cause;
       }
+      // The saga stopped part-way on a transient failure (503: a failover, a shard-move fence)
+      // and this request is over: give the key's lease back so that a retry resumes the saga
+      // now, not a request timeout later with 409s meanwhile. A defect (500) keeps the lease, as
+      // a crash would: the sweeper settles the saga, or a retry resumes it after the lease.
+      if (err instanceof AppError && err.code === 'unavailable') this.releaseLease(userId, key, claim.leaseToken);
       throw err;
     }
+  }
+
+  /**
+   * Give a key's lease back, in the background: while the user's shard is fenced or failing
+   * over the write cannot land, so it is tried again (routing afresh each time, so after a
+   * shard move it finds the key on its new cluster) until the lease would have ended anyway.
+   */
+  private releaseLease(userId: Id, key: string, leaseToken: string): void {
+    const giveUpAt = Date.now() + this.d.requestTimeoutMs;
+    const attempt = (): void => {
+      Promise.resolve()
+        .then(() => repo.releaseKeyLease(this.d.dbs.forId(userId), userId, key, leaseToken))
+        .catch(() => {
+          if (Date.now() < giveUpAt) setTimeout(attempt, LEASE_RELEASE_RETRY_MS).unref();
+        });
+    };
+    attempt();
   }
 
   private async run(userId: Id, key: string, orderId: Id, req: CheckoutRequest): Promise<CheckoutResponse> {

@@ -1,4 +1,5 @@
 import type { Sql } from '../../platform/db.ts';
+import { randomBytes } from 'node:crypto';
 import { shardOfId, type Id } from '../../platform/ids.ts';
 import type { OrderStatus } from './state-machine.ts';
 
@@ -120,7 +121,7 @@ export interface IdempotencyRow {
   response_body: unknown;
 }
 
-export type KeyClaim = { claimed: true; resumeOrderId: Id | null; newOrderId: Id } | { claimed: false; row: IdempotencyRow };
+export type KeyClaim = { claimed: true; resumeOrderId: Id | null; newOrderId: Id; leaseToken: string } | { claimed: false; row: IdempotencyRow };
 
 /**
  * Claims a key, and draws the id the saga's order will have in the same round trip. A key left in
@@ -130,14 +131,15 @@ export type KeyClaim = { claimed: true; resumeOrderId: Id | null; newOrderId: Id
  * retry resumes the saga from there.
  */
 export async function claimIdempotencyKey(sql: Sql, userId: Id, key: string, requestHash: string, leaseMs: number): Promise<KeyClaim> {
+  const leaseToken = randomLeaseToken();
   const [claimed] = await sql<{ order_id: Id | null; new_order_id: Id }[]>`
-    INSERT INTO idempotency_keys (user_id, key, request_hash, state) VALUES (${userId}, ${key}, ${requestHash}, 'in_progress')
-    ON CONFLICT (user_id, key) DO UPDATE SET updated_at = now()
+    INSERT INTO idempotency_keys (user_id, key, request_hash, state, lease_token) VALUES (${userId}, ${key}, ${requestHash}, 'in_progress', ${leaseToken})
+    ON CONFLICT (user_id, key) DO UPDATE SET updated_at = now(), lease_token = EXCLUDED.lease_token
       WHERE idempotency_keys.state = 'in_progress'
         AND idempotency_keys.request_hash = EXCLUDED.request_hash
         AND idempotency_keys.updated_at < now() - ${leaseMs} * interval '1 millisecond'
     RETURNING order_id::text, meridian_id(${shardOfId(userId)})::text AS new_order_id`;
-  if (claimed) return { claimed: true, resumeOrderId: claimed.order_id, newOrderId: claimed.new_order_id };
+  if (claimed) return { claimed: true, resumeOrderId: claimed.order_id, newOrderId: claimed.new_order_id, leaseToken };
   const [row] = await sql<IdempotencyRow[]>`
     SELECT request_hash, state, order_id::text, response_status, response_body FROM idempotency_keys
     WHERE user_id = ${userId} AND key = ${key}`;
@@ -158,6 +160,22 @@ export interface KeyAnswer {
 export async function answerKeyForOrder(sql: Sql, orderId: Id, status: number, body: unknown): Promise<KeyAnswer | undefined> {
   const [row] = await sql<{ answer: KeyAnswer | null }[]>`SELECT order_answer(${orderId}, ${status}, ${sql.json(body as never)}) AS answer`;
   return row?.answer ?? undefined;
+}
+
+/**
+ * Give back the lease of a key this request claimed (its token) and no longer works on: a retry
+ * may take it over at once. Returns whether the lease was still this request's to give back.
+ */
+export async function releaseKeyLease(sql: Sql, userId: Id, key: string, leaseToken: string): Promise<boolean> {
+  const rows = await sql`
+    UPDATE idempotency_keys SET updated_at = '-infinity', lease_token = NULL
+    WHERE user_id = ${userId} AND key = ${key} AND state = 'in_progress' AND lease_token = ${leaseToken}
+    RETURNING key`;
+  return rows.length > 0;
+}
+
+function randomLeaseToken(): string {
+  return randomBytes(8).readBigInt64BE().toString();
 }
 
 /** Forget a key whose request failed before any side effect, so the client may retry with it. */
