@@ -15,7 +15,7 @@ import { defaultRedisClusterSpec, redisClusterDown, redisClusterUp, type RedisCl
 /**
  * The test Redis Cluster's ports: 21000–22005 and their bus ports 31000–32005, below the
  * kernel's ephemeral range (from 32768), and clear of the ports the cluster tests give their
- * members (16401–19922), etcd (24790–25300) and test/flash-sale-failures.test.ts (22100–23105).
+ * members (16401–19922), etcd (24790–25300) and test/flash-sale-failures.test.ts (22100–22705).
  */
 const TEST_REDIS_CLUSTER_PORTS = { from: 21_000, span: 1_000, companionOffsets: [10_000] } as const;
 

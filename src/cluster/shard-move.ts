@@ -127,7 +127,6 @@ export async function moveShards(dbs: Databases, req: MoveRequest, progress: (m:
 
     // 2. Fence: the API stops routing the range, then the source refuses writes to it.
     fencedAt = Date.now();
-    const fencedAt0 = fencedAt;
     const fencedMap: ShardMap = { version: current.version + 1, assignment: current.assignment, fenced: [[from, to]] };
     await publishShardMap(mapDb, fencedMap, `fence ${from}-${to} for a move to ${req.target}`);
     // A process still on the unfenced map would route requests to the source while we lock it.
@@ -182,14 +181,16 @@ export async function moveShards(dbs: Databases, req: MoveRequest, progress: (m:
     const assignment: [number, number, string][] = [...current.assignment, [from, to, req.target]];
     const flipped: ShardMap = { version: current.version + 2, assignment: normalise(assignment), fenced: [] };
     await publishShardMap(mapDb, flipped, `shards ${from}-${to} moved to ${req.target}`);
-    const fencedMs = Date.now() - fencedAt;
+    const flippedAt = Date.now();
+    const fencedMs = flippedAt - fencedAt;
+    const fencePhasesMs = { followers: followedAt - fencedAt, lock: lockedAt - followedAt, catchUp: caughtUpAt - lockedAt, flip: flippedAt - caughtUpAt };
     fencedAt = 0;
     progress(`flipped: shards ${from}-${to} now on ${req.target} (writes fenced for ${fencedMs} ms)`);
 
     const [copied] = await dst<{ n: number }[]>`SELECT count(*)::int AS n FROM orders WHERE ${dst.unsafe(inRange('id', from, to))}`;
     report = {
       from, to, source: source.spec.name, target: req.target, copiedRows: copied?.n ?? 0, fencedMs,
-      fencePhasesMs: { followers: followedAt - fencedAt0, lock: lockedAt - followedAt, catchUp: caughtUpAt - lockedAt, flip: fencedAt0 + fencedMs - caughtUpAt },
+      fencePhasesMs,
       totalMs: 0, mapVersion: flipped.version, sourceCleaned: false,
     };
   } finally {

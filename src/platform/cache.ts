@@ -197,6 +197,9 @@ export function groupOf(key: string): string {
   return i < 0 ? key : key.slice(0, i + 1);
 }
 
+/** How long start() waits for Redis before the cache serves from L1 and the database alone. */
+const L2_CONNECT_TIMEOUT_MS = 2_000;
+
 /**
  * Redis as the shared L2. Entries are plain string keys with a TTL. Invalidation never scans:
  * each cache has an epoch counter ('*') and each key group a counter (e.g. one product's
@@ -205,9 +208,6 @@ export function groupOf(key: string): string {
  * stale value, and a prefix invalidation costs one INCR. Works on one server and on a Redis
  * Cluster (every command touches one key).
  */
-/** How long start() waits for Redis before the cache serves from L1 and the database alone. */
-const L2_CONNECT_TIMEOUT_MS = 2_000;
-
 export class RedisCacheL2 implements CacheL2 {
   private readonly prefix: string;
 

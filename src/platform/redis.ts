@@ -2,6 +2,7 @@
 // Commands fail fast (no offline queue, short command timeout) so that callers fall back to
 // PostgreSQL at once instead of waiting out an outage or a failover.
 import { Cluster, Redis } from 'ioredis';
+import { withDeadline } from './deadline.ts';
 
 export type RedisClient = Redis | Cluster;
 
@@ -67,36 +68,9 @@ export function isCommandTimeout(err: unknown): boolean {
  * commandTimeout covers only a command written to a node: in a Redis Cluster a command waiting
  * for a slot refresh or a failover retry (retryDelayOnFailover, CLUSTERDOWN, TRYAGAIN) waits with
  * no timer at all (ioredis #1604), which hung a test right after a master was SIGKILLed.
- *
- * When the timer fires, the rejection waits until this turn of the event loop has read the
- * sockets (setImmediate runs after the poll phase), so a reply that arrived while the loop was
- * busy still counts and is not mistaken for a missing one.
  */
 export function redisDeadline<T>(command: Promise<T>, timeoutMs: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    let settled = false;
-    const timer = setTimeout(() => {
-      setImmediate(() => {
-        if (settled) return;
-        settled = true;
-        reject(new Error(COMMAND_TIMED_OUT));
-      });
-    }, timeoutMs);
-    command.then(
-      (value) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (err: unknown) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        reject(err instanceof Error ? err : new Error(String(err)));
-      },
-    );
-  });
+  return withDeadline(command, timeoutMs, () => new Error(COMMAND_TIMED_OUT));
 }
 
 /** Per attempt of connectRedis: a ping that is not answered by then is tried again. */

@@ -1,6 +1,7 @@
 // Orders: history for buyers, a cross-shard list for admins, and the state machine.
 import type { Databases } from '../../platform/db.ts';
 import { transaction } from '../../platform/db.ts';
+import { withDeadline } from '../../platform/deadline.ts';
 import { AppError } from '../../platform/errors.ts';
 import { encodeCursor } from '../../platform/http.ts';
 import { LIMITS } from '../../platform/limits.ts';
@@ -88,7 +89,7 @@ export class OrdersService {
   async adminList(status: OrderStatus | undefined, beforeId: Id | undefined, limit: number): Promise<Page<Order>> {
     const clusters = this.dbs.shardClusters();
     const results = await Promise.allSettled(
-      clusters.map((c) => withTimeout(repo.listOrders(c.pool, status, beforeId, limit + 1), LIMITS.fanOutTimeoutMs)),
+      clusters.map((c) => withDeadline(repo.listOrders(c.pool, status, beforeId, limit + 1), LIMITS.fanOutTimeoutMs, () => new Error(`no answer in ${LIMITS.fanOutTimeoutMs} ms`))),
     );
     const failed = clusters.filter((_, i) => results[i]?.status === 'rejected').map((c) => c.spec.name);
     if (failed.length > 0) {
@@ -124,10 +125,3 @@ function page<T extends { id: Id }>(items: T[], limit: number): Page<T> {
   return { items: slice, nextCursor: items.length > limit && last ? encodeCursor([last.id]) : null };
 }
 
-function withTimeout<T>(work: Promise<T>, timeoutMs: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs);
-  });
-  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
-}
