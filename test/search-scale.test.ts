@@ -15,6 +15,15 @@ import { createTestPlatform, type TestPlatform } from './helpers.ts';
 const PRODUCTS = 4_000;
 const WINDOW = 40;
 
+/**
+ * Relations a plan reads by a sequential scan. search_vocabulary may be one: a few hundred words
+ * (361 at 1M products), read only when the window is empty; once (auto)ANALYZE has counted it,
+ * the planner rightly scans it whole. What must never be scanned is search_documents.
+ */
+function seqScanned(plan: string): string[] {
+  return [...plan.matchAll(/"Node Type":"Seq Scan"[^}]*?"Relation Name":"([a-z_]+)"/g)].map((m) => m[1]!);
+}
+
 describe('search at scale (shrunk): bands, window, estimates', () => {
   let t: TestPlatform;
   let search: SearchService;
@@ -171,7 +180,7 @@ describe('search at scale (shrunk): bands, window, estimates', () => {
         const [plan] = await recorder.unsafe<{ 'QUERY PLAN': unknown }[]>(`EXPLAIN (GENERIC_PLAN, FORMAT JSON) ${text}`);
         const json = JSON.stringify(plan);
         for (const b of bands) assert.ok(json.includes(`"Index Name":"${b.indexName}"`), `generic plan uses ${b.indexName}`);
-        assert.ok(!json.includes('"Seq Scan"'), 'no sequential scan');
+        assert.ok(!seqScanned(json).includes('search_documents'), `no sequential scan of the documents: ${json}`);
       }
     } finally {
       await recorder.end();
@@ -191,7 +200,7 @@ describe('search at scale (shrunk): bands, window, estimates', () => {
       const [plan] = await recorder.unsafe<{ 'QUERY PLAN': unknown }[]>(`EXPLAIN (FORMAT JSON) ${sent.text}`, sent.params as never[]);
       const text = JSON.stringify(plan);
       for (const b of bands) assert.ok(text.includes(`"Index Name":"${b.indexName}"`), `uses ${b.indexName}`);
-      assert.ok(!text.includes('"Seq Scan"'), 'no sequential scan');
+      assert.ok(!seqScanned(text).includes('search_documents'), `no sequential scan of the documents: ${text}`);
     } finally {
       await recorder.end();
     }
