@@ -39,6 +39,13 @@ describe('inventory_reserve_many (set-based) = inventory_try_reserve one request
   });
   after(async () => t.close());
 
+  /** inventory.stock_changed events a SKU's reservations and settlements wrote (receipts write '0'). */
+  async function reservationEvents(sku: string): Promise<number> {
+    const [row] = await t.s.dbs.core('inventory')<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM outbox WHERE topic = 'inventory.stock_changed' AND payload ->> 'sku' = ${sku} AND aggregate_id <> 0`;
+    return row?.n ?? 0;
+  }
+
   it('gives the same answers and reserves the same units per SKU', async () => {
     const db = t.s.dbs.core('inventory');
     await fc.assert(
@@ -109,6 +116,16 @@ describe('inventory_reserve_many (set-based) = inventory_try_reserve one request
           const [b] = await db<{ reserved: number }[]>`SELECT coalesce(sum(reserved), 0)::int AS reserved FROM stock WHERE sku = ${skuOf('b', i)}`;
           assert.equal(a?.reserved, b?.reserved, `reserved units of SKU ${i}`);
         }
+        // inventory.stock_changed (from reservations, not receipts) once per SKU whose last
+        // available unit was taken, on both sides alike.
+        for (let i = 0; i < 3; i++) {
+          const stocked = sc.stock[i]!.reduce((x, y) => x + y, 0);
+          const [left] = await db<{ n: number }[]>`SELECT coalesce(sum(on_hand - reserved), 0)::int AS n FROM stock WHERE sku = ${skuOf('a', i)}`;
+          const expected = stocked > 0 && left?.n === 0 ? 1 : 0;
+          for (const side of ['a', 'b'] as const) {
+            assert.equal(await reservationEvents(skuOf(side, i)), expected, `stock_changed events of SKU ${i} (${side}), ${stocked} stocked`);
+          }
+        }
         // Every admitted request holds exactly its quantities, spread over locations within stock.
         const held = await db<{ id: string; sku: string; quantity: number }[]>`
           SELECT id::text, sku, sum(quantity)::int AS quantity FROM reservations WHERE sku LIKE ${`RM-${tag}-a-%`} GROUP BY 1, 2`;
@@ -120,6 +137,45 @@ describe('inventory_reserve_many (set-based) = inventory_try_reserve one request
       }),
       { numRuns: 40 },
     );
+    await assertInventoryInvariants(t);
+  });
+
+  it('announces a SKU (inventory.stock_changed) only when its availability reaches or leaves zero', async () => {
+    const db = t.s.dbs.core('inventory');
+    const sku = `RM-${randomBytes(4).toString('hex')}-zero`;
+    await t.s.inventory.changeStock('receipt', sku, 'east', 2);
+    await t.s.inventory.changeStock('receipt', sku, 'west', 3);
+    const reserve = async (quantity: number): Promise<string> => {
+      const id = nextId();
+      const [row] = await db<{ result: { ok: boolean } }[]>`
+        SELECT inventory_try_reserve(${id}, ${[sku]}::text[], ${[quantity]}::int[], now() + interval '1 minute') AS result`;
+      assert.equal(row?.result.ok, true);
+      return id;
+    };
+    const settle = async (id: string, to: 'consumed' | 'released'): Promise<void> => {
+      const [row] = await db<{ outcome: string }[]>`SELECT inventory_settle(${id}, ${to}, 'test') AS outcome`;
+      assert.equal(row?.outcome, 'settled');
+    };
+    const first = await reserve(2); // 3 left
+    assert.equal(await reservationEvents(sku), 0, 'units left: in stock as before');
+    await settle(first, 'consumed'); // on_hand and reserved drop together: still 3 available
+    assert.equal(await reservationEvents(sku), 0, 'a consumption leaves availability as it was');
+    const second = await reserve(1); // 2 left
+    const last = await reserve(2); // 0 left: spans both locations
+    assert.equal(await reservationEvents(sku), 1, 'the reservation that took the last units announces it');
+    await settle(second, 'released'); // 1 available again
+    assert.equal(await reservationEvents(sku), 2, 'a release to a SKU with nothing available announces it');
+    await settle(last, 'released'); // 3 available
+    assert.equal(await reservationEvents(sku), 2, 'a release to a SKU with units available does not');
+    // The batched statement: two requests, the second takes the last units.
+    const ids = [nextId(), nextId()];
+    const batch = await db<{ r_result: { ok: boolean } }[]>`
+      SELECT r_result FROM inventory_reserve_many(${ids}::bigint[], ${[1, 2]}::int[], ${[sku, sku]}::text[], ${[1, 2]}::int[], ${TTL_MS})`;
+    assert.deepEqual(batch.map((r) => r.r_result.ok), [true, true]);
+    const [announcer] = await db<{ id: string }[]>`
+      SELECT aggregate_id::text AS id FROM outbox WHERE topic = 'inventory.stock_changed' AND payload ->> 'sku' = ${sku} ORDER BY id DESC LIMIT 1`;
+    assert.equal(await reservationEvents(sku), 3);
+    assert.equal(announcer?.id, ids[1], 'the request that took the last unit announces it');
     await assertInventoryInvariants(t);
   });
 });

@@ -1,8 +1,8 @@
 // Transactional outbox. A module writes its event with emit() inside the transaction that makes
 // the change, so an event exists if and only if the change committed. The relay reads every
-// database's unpublished rows in id order, hands each to the in-process subscribers of its topic
-// and marks it published. Delivery is at least once (a crash between a handler and the mark
-// repeats it), so every subscriber must be idempotent.
+// database's rows in id order, hands each to the in-process subscribers of its topic and deletes
+// it. Delivery is at least once (a crash between a handler and the delete repeats it), so every
+// subscriber must be idempotent.
 import type { Logger } from 'pino';
 import type { Databases, Pool, Sql } from '../platform/db.ts';
 import { transaction } from '../platform/db.ts';
@@ -93,7 +93,7 @@ export class OutboxRelay {
     return transaction(pool, async (tx) => {
       const rows = await tx<OutboxRow[]>`
         SELECT id::text, topic, aggregate_id::text, payload FROM outbox
-        WHERE published_at IS NULL ORDER BY id LIMIT ${LIMITS.outboxBatchMax}
+        ORDER BY id LIMIT ${LIMITS.outboxBatchMax}
         FOR UPDATE SKIP LOCKED`;
       // Grouped by topic, so a consumer does one set-based step per batch instead of one per
       // event (a flash sale writes several stock events per order).
@@ -107,7 +107,7 @@ export class OutboxRelay {
         for (const subscriber of this.subscribers.get(topic) ?? []) await subscriber(events);
       }
       if (rows.length > 0) {
-        await tx`UPDATE outbox SET published_at = now() WHERE id = ANY(${rows.map((r) => r.id)}::bigint[])`;
+        await tx`DELETE FROM outbox WHERE id = ANY(${rows.map((r) => r.id)}::bigint[])`;
       }
       return rows.length;
     });
