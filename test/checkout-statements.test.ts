@@ -77,12 +77,13 @@ describe('checkout steps as single statements', () => {
 
     const again = await t.s.saga.complete(orderId);
     assert.deepEqual(again, { status: 201, body: res.json() });
-    const row = await ordersRepo.markPaid(shard(orderId), orderId);
-    assert.equal(row?.status, 'paid');
-    assert.equal(row?.paid_at?.toISOString(), res.json().order.paidAt, 'paid once: the time does not move');
+    const answer = await ordersRepo.payOrder(shard(orderId), orderId);
+    assert.deepEqual(answer, { status: 201, body: res.json() }, 'paid once: the answer (and the time paid) do not move');
+    const read = await t.app.inject({ method: 'GET', url: `/v1/orders/${orderId}`, headers: { authorization: `Bearer ${buyer.token}` } });
+    assert.deepEqual(read.json(), res.json().order, 'the order reads as the checkout answered it');
     assert.deepEqual(await historyOf(orderId), [[null, 'pending_payment'], ['pending_payment', 'paid']]);
     assert.deepEqual((await eventsOf(orderId)).map((e) => e.topic), ['order.placed', 'order.paid']);
-    assert.equal(await ordersRepo.markPaid(shard(orderId), '123456789'), undefined, 'an unknown order');
+    assert.equal(await ordersRepo.payOrder(shard(orderId), '123456789'), undefined, 'an unknown order');
     await assertInvariants(t);
   });
 

@@ -19,7 +19,7 @@ import { PaymentProviderError } from '../payments/provider.ts';
 import type { PaymentRecord, PaymentsService } from '../payments/service.ts';
 import * as repo from './repository.ts';
 import { canTransition, type OrderStatus } from './state-machine.ts';
-import { toOrder, type Order, type OrdersService } from './service.ts';
+import type { Order, OrdersService } from './service.ts';
 
 export interface CheckoutRequest {
   cartId: Id;
@@ -192,7 +192,7 @@ export class CheckoutSaga {
     const db = this.d.dbs.forId(orderId);
     const row = await repo.findOrder(db, orderId);
     if (!row) return undefined;
-    const order = toOrder(row);
+    const order = row.document;
     if (order.status === 'cancelled') {
       const code: ErrorCode = row.cancel_reason === 'payment_declined' ? 'payment_declined' : 'reservation_expired';
       return repo.answerKeyForOrder(db, orderId, ERROR_STATUS[code], errorBody(code, `the order was cancelled (${row.cancel_reason ?? 'cancelled'})`, { orderId }));
@@ -221,9 +221,7 @@ export class CheckoutSaga {
       return this.compensate(orderId, 'reservation_expired', 'reservation_expired', 'the stock reservation expired before payment completed');
     }
     await this.d.payments.capture(orderId, payment);
-    const db = this.d.dbs.forId(orderId);
-    const row = await repo.markPaid(db, orderId);
-    return row ? repo.answerKeyForOrder(db, orderId, 201, { order: toOrder(row) }) : undefined;
+    return repo.payOrder(this.d.dbs.forId(orderId), orderId);
   }
 
   /**

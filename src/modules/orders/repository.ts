@@ -2,19 +2,17 @@ import type { Sql } from '../../platform/db.ts';
 import { randomBytes } from 'node:crypto';
 import { shardOfId, type Id } from '../../platform/ids.ts';
 import type { OrderStatus } from './state-machine.ts';
+import type { Order } from './service.ts';
 
+/** An order's row: the columns the saga works with, and the order as the API shows it. */
 export interface OrderRow {
   id: Id;
   user_id: Id;
   cart_id: Id;
   status: OrderStatus;
-  currency: string;
-  total_amount: string;
   cancel_reason: string | null;
-  created_at: Date;
-  updated_at: Date;
-  paid_at: Date | null;
-  lines: { lineNo: number; sku: string; title: string; quantity: number; unitAmount: number }[];
+  /** The order_documents view (migrations/005): the one definition of the API's order shape. */
+  document: Order;
 }
 
 export interface NewOrderLine {
@@ -24,14 +22,9 @@ export interface NewOrderLine {
   unitAmount: number;
 }
 
-/** The order columns and its lines as one JSON array (no second query). `from`: orders, or a function returning orders rows. */
-const orderSelect = (sql: Sql, from: ReturnType<typeof sql> = sql`orders`): ReturnType<typeof sql> => sql`
-  SELECT o.id::text, o.user_id::text, o.cart_id::text, o.status, o.currency, o.total_amount::text, o.cancel_reason,
-         o.created_at, o.updated_at, o.paid_at,
-         COALESCE((SELECT json_agg(json_build_object('lineNo', l.line_no, 'sku', l.sku, 'title', l.title,
-                                                     'quantity', l.quantity, 'unitAmount', l.unit_amount) ORDER BY l.line_no)
-                   FROM order_lines l WHERE l.order_id = o.id), '[]'::json) AS lines
-  FROM ${from} o`;
+/** The columns of OrderRow, from the order_documents view (migrations/005). */
+const orderSelect = (sql: Sql): ReturnType<typeof sql> => sql`
+  SELECT o.id::text, o.user_id::text, o.cart_id::text, o.status, o.cancel_reason, o.document FROM order_documents o`;
 
 export type CreateOutcome = 'created' | 'not_open' | 'changed';
 
@@ -97,12 +90,13 @@ export async function transition(
 }
 
 /**
- * Record the capture, mark the order paid and write the event, in one statement (order_mark_paid,
- * migrations/003). Idempotent. Returns the order as it is now; undefined for an unknown order.
+ * Record the capture, mark the order paid, write the event and record the answer on the order's
+ * key, in one statement (order_pay, migrations/005). Idempotent. Returns the answer the key holds;
+ * undefined for an unknown order or one without a key.
  */
-export async function markPaid(sql: Sql, orderId: Id): Promise<OrderRow | undefined> {
-  const [row] = await sql<OrderRow[]>`${orderSelect(sql, sql`order_mark_paid(${orderId})`)}`;
-  return row;
+export async function payOrder(sql: Sql, orderId: Id): Promise<KeyAnswer | undefined> {
+  const [row] = await sql<{ answer: KeyAnswer | null }[]>`SELECT order_pay(${orderId}) AS answer`;
+  return row?.answer ?? undefined;
 }
 
 export async function stalePendingOrderIds(sql: Sql, olderThanMs: number, limit: number): Promise<Id[]> {

@@ -6,7 +6,7 @@ import { AppError } from '../../platform/errors.ts';
 import { encodeCursor } from '../../platform/http.ts';
 import { LIMITS } from '../../platform/limits.ts';
 import type { Id } from '../../platform/ids.ts';
-import { money, type Money } from '../../platform/money.ts';
+import type { Money } from '../../platform/money.ts';
 import { emit } from '../../events/outbox.ts';
 import type { PaymentsService } from '../payments/service.ts';
 import * as repo from './repository.ts';
@@ -32,26 +32,6 @@ export interface Order {
   paidAt: string | null;
 }
 
-export function toOrder(row: repo.OrderRow): Order {
-  return {
-    id: row.id,
-    userId: row.user_id,
-    status: row.status,
-    total: money(row.total_amount, row.currency),
-    lines: row.lines.map((l) => ({
-      sku: l.sku,
-      title: l.title,
-      quantity: l.quantity,
-      unitPrice: money(l.unitAmount, row.currency),
-      lineTotal: money(l.unitAmount * l.quantity, row.currency),
-    })),
-    cancelReason: row.cancel_reason,
-    createdAt: row.created_at.toISOString(),
-    updatedAt: row.updated_at.toISOString(),
-    paidAt: row.paid_at ? row.paid_at.toISOString() : null,
-  };
-}
-
 export interface Page<T> {
   items: T[];
   nextCursor: string | null;
@@ -66,17 +46,17 @@ export class OrdersService {
   async get(orderId: Id, userId?: Id): Promise<Order> {
     const row = await repo.findOrder(this.dbs.forId(orderId), orderId, userId);
     if (!row) throw new AppError('not_found', 'order not found');
-    return toOrder(row);
+    return row.document;
   }
 
   async find(orderId: Id): Promise<Order | undefined> {
     const row = await repo.findOrder(this.dbs.forId(orderId), orderId);
-    return row ? toOrder(row) : undefined;
+    return row?.document;
   }
 
   async history(userId: Id, beforeId: Id | undefined, limit: number, status?: OrderStatus): Promise<Page<Order>> {
     const rows = await repo.listUserOrders(this.dbs.forId(userId), userId, beforeId, limit + 1, status);
-    return page(rows.map(toOrder), limit);
+    return page(rows.map((r) => r.document), limit);
   }
 
   /**
@@ -98,7 +78,7 @@ export class OrdersService {
     const merged = results
       .flatMap((r) => (r.status === 'fulfilled' ? r.value : []))
       .sort((a, b) => (BigInt(b.id) > BigInt(a.id) ? 1 : BigInt(b.id) < BigInt(a.id) ? -1 : 0));
-    return page(merged.map(toOrder), limit);
+    return page(merged.map((r) => r.document), limit);
   }
 
   /** Admin moves along the transition table; money moves with them (refund). */
