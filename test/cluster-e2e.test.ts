@@ -115,30 +115,44 @@ describe('cluster up → journey → down', { timeout: 300_000 }, () => {
     const standbys = core.members.filter((m) => m.role !== 'primary').map((m) => postgres(m.url, { max: 1, onnotice: () => undefined }));
     const admin = await s.users.login('admin@cluster.test', 'admin-password-1');
     const product = (await s.catalog.listProducts({ limit: 1, cursor: undefined, currency: 'USD' })).items[0]!;
+    // (On a member that has been promoted meanwhile the function fails: not paused either.)
+    const pauseState = async (sb: (typeof standbys)[number]): Promise<string | undefined> =>
+      (await sb<{ s: string }[]>`SELECT pg_get_wal_replay_pause_state() AS s`.catch(() => []))[0]?.s;
     try {
-      for (const sb of standbys) {
-        await sb`SELECT pg_wal_replay_pause()`;
-        // The pause is a request: replay stops at its next record. Wait until it has.
-        for (let i = 0; (await sb`SELECT pg_get_wal_replay_pause_state() AS s`)[0]?.s !== 'paused'; i++) {
-          if (i > 100) assert.fail('replay did not pause');
-          await new Promise((r) => setTimeout(r, 50));
+      // Patroni resumes replay on a replica when it takes part in a leader race (a leader key that
+      // expired on a starved CI machine): then the premise, not the feature, failed, and the
+      // scenario runs again.
+      for (let attempt = 1; ; attempt++) {
+        for (const sb of standbys) {
+          await sb`SELECT pg_wal_replay_pause()`;
+          // The pause is a request: replay stops at its next record. Wait until it has.
+          for (let i = 0; (await pauseState(sb)) !== 'paused'; i++) {
+            if (i > 100) assert.fail('replay did not pause');
+            await new Promise((r) => setTimeout(r, 50));
+          }
         }
+        const title = `Renamed while paused ${attempt}`;
+        const patched = await app.inject({
+          method: 'PATCH', url: `/v1/admin/products/${product.id}`, headers: { authorization: `Bearer ${admin.token}` }, payload: { title },
+        });
+        assert.equal(patched.statusCode, 200);
+        const token = patched.headers['meridian-consistency'] as string;
+        assert.match(token, /^[0-9A-F]+\/[0-9A-F]+$/);
+        const seen: (string | undefined)[] = [];
+        for (const sb of standbys) seen.push((await sb<{ title: string }[]>`SELECT title FROM products WHERE id = ${product.id}`)[0]?.title);
+        const stillPaused = (await Promise.all(standbys.map(pauseState))).every((st) => st === 'paused');
+        if (!stillPaused && attempt < 3) {
+          for (const sb of standbys) await sb`SELECT pg_wal_replay_resume()`.catch(() => undefined);
+          continue;
+        }
+        for (const t of seen) assert.notEqual(t, title, 'the paused standby has not seen the write');
+        const fresh = await app.inject({ method: 'GET', url: `/v1/products/${product.id}`, headers: { 'meridian-consistency': token } });
+        assert.equal(fresh.json().title, title);
+        break;
       }
-      const patched = await app.inject({
-        method: 'PATCH', url: `/v1/admin/products/${product.id}`, headers: { authorization: `Bearer ${admin.token}` }, payload: { title: 'Renamed while paused' },
-      });
-      assert.equal(patched.statusCode, 200);
-      const token = patched.headers['meridian-consistency'] as string;
-      assert.match(token, /^[0-9A-F]+\/[0-9A-F]+$/);
-      for (const sb of standbys) {
-        const [row] = await sb`SELECT title FROM products WHERE id = ${product.id}`;
-        assert.equal(row?.title, 'Cluster Kettle', 'the paused standby has not seen the write');
-      }
-      const fresh = await app.inject({ method: 'GET', url: `/v1/products/${product.id}`, headers: { 'meridian-consistency': token } });
-      assert.equal(fresh.json().title, 'Renamed while paused');
     } finally {
       for (const sb of standbys) {
-        await sb`SELECT pg_wal_replay_resume()`;
+        await sb`SELECT pg_wal_replay_resume()`.catch(() => undefined);
         await sb.end();
       }
     }
