@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { AppError } from '../src/platform/errors.ts';
+import type { PaymentsService } from '../src/modules/payments/service.ts';
 import { assertInvariants, auth, cartWith, checkout, createProduct, createTestPlatform, createUser, type TestPlatform } from './helpers.ts';
 
 describe('saga recovery by the sweeper', () => {
@@ -14,6 +15,20 @@ describe('saga recovery by the sweeper', () => {
   after(async () => t.close());
 
   const wait = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+  /** One checkout while a payment step throws `error` (as a dying process or a failover leaves it). */
+  async function checkoutWhileFailing<S extends 'authorize' | 'capture'>(step: S, error: Error, token: string, cartId: string, key: string): ReturnType<typeof checkout> {
+    const payments: PaymentsService = t.s.payments;
+    const original = payments[step];
+    payments[step] = (async () => {
+      throw error;
+    }) as PaymentsService[S];
+    try {
+      return await checkout(t, token, cartId, key);
+    } finally {
+      payments[step] = original;
+    }
+  }
 
   it('a reservation whose order was never written is released at expiry', async () => {
     const p = await createProduct(t, 10);
@@ -31,16 +46,8 @@ describe('saga recovery by the sweeper', () => {
     const p = await createProduct(t, 10);
     const buyer = await createUser(t);
     const cartId = await cartWith(t, buyer.token, [{ sku: p.sku, quantity: 2 }]);
-    const original = t.s.payments.authorize.bind(t.s.payments);
-    t.s.payments.authorize = async () => {
-      throw new Error('process died');
-    };
-    try {
-      const res = await checkout(t, buyer.token, cartId, 'crash-before-payment');
-      assert.equal(res.statusCode, 500);
-    } finally {
-      t.s.payments.authorize = original;
-    }
+    const res = await checkoutWhileFailing('authorize', new Error('process died'), buyer.token, cartId, 'crash-before-payment');
+    assert.equal(res.statusCode, 500);
     assert.equal((await t.s.inventory.availability(p.sku)).available, 8, 'stock is held by the half-done checkout');
     const inFlight = await checkout(t, buyer.token, cartId, 'crash-before-payment');
     assert.equal(inFlight.statusCode, 409);
@@ -62,16 +69,7 @@ describe('saga recovery by the sweeper', () => {
     const p = await createProduct(t, 10);
     const buyer = await createUser(t);
     const cartId = await cartWith(t, buyer.token, [{ sku: p.sku, quantity: 2 }]);
-    const original = t.s.payments.capture.bind(t.s.payments);
-    t.s.payments.capture = async () => {
-      throw new AppError('unavailable', 'the payment database is failing over');
-    };
-    let first;
-    try {
-      first = await checkout(t, buyer.token, cartId, 'transient-after-consume');
-    } finally {
-      t.s.payments.capture = original;
-    }
+    const first = await checkoutWhileFailing('capture', new AppError('unavailable', 'the payment database is failing over'), buyer.token, cartId, 'transient-after-consume');
     assert.equal(first.statusCode, 503);
     // The lease is given back in the background, a write or two later.
     let retry = await checkout(t, buyer.token, cartId, 'transient-after-consume');
@@ -93,15 +91,7 @@ describe('saga recovery by the sweeper', () => {
     const p = await createProduct(t, 10);
     const buyer = await createUser(t);
     const cartId = await cartWith(t, buyer.token, [{ sku: p.sku, quantity: 3 }]);
-    const original = t.s.payments.capture.bind(t.s.payments);
-    t.s.payments.capture = async () => {
-      throw new Error('process died');
-    };
-    try {
-      assert.equal((await checkout(t, buyer.token, cartId, 'crash-after-consume')).statusCode, 500);
-    } finally {
-      t.s.payments.capture = original;
-    }
+    assert.equal((await checkoutWhileFailing('capture', new Error('process died'), buyer.token, cartId, 'crash-after-consume')).statusCode, 500);
     await wait(1_100);
     await t.s.saga.sweep();
     const replay = await checkout(t, buyer.token, cartId, 'crash-after-consume');
