@@ -821,6 +821,9 @@ describe('checkout', () => {
     const empty = await cartWith(t, u.token, []);
     assertError(await checkout(t, u.token, empty, 'empty'), 422, 'cart_empty');
     assertError(await checkout(t, u.token, '123456789', 'nocart'), 404, 'not_found');
+    // Nothing happened, so the key was given back: the same key with another body is a new request.
+    const second = await cartWith(t, u.token, [{ sku: p.sku, quantity: 1 }]);
+    assert.equal((await checkout(t, u.token, second, 'nocart')).statusCode, 201);
     assertError(await checkout(t, u.token, '9223372036854775808', 'huge'), 400, 'validation_failed');
     const post = (payload: unknown): Promise<LightMyRequestResponse> =>
       call('POST', '/v1/checkout', { token: u.token, payload, headers: { 'idempotency-key': `bad-${word()}` } });
@@ -830,7 +833,7 @@ describe('checkout', () => {
     assertError(await post({ cartId: empty, payment: { token: 'tok_visa', amount: 1 } }), 400, 'validation_failed');
     assertError(await post({ cartId: empty, payment: { token: 'tok_visa' }, total: 0 }), 400, 'validation_failed');
     assertError(await call('POST', '/v1/checkout', { payload: { cartId: empty, payment: { token: 'tok_visa' } }, headers: { 'idempotency-key': 'x' } }), 401, 'unauthenticated');
-    assert.equal((await call('GET', '/v1/orders', { token: u.token })).json().items.length, 1);
+    assert.equal((await call('GET', '/v1/orders', { token: u.token })).json().items.length, 2);
     await assertInvariants(t);
   });
 });

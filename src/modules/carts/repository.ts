@@ -37,16 +37,37 @@ export async function findLines(sql: Sql, userId: Id, cartId: Id): Promise<CartL
     SELECT id::text, sku, quantity FROM cart_lines WHERE cart_id = ${cartId} AND user_id = ${userId} ORDER BY id`;
 }
 
-/** A cart and its lines in one round trip (the lines nested as JSON, in id order). */
+/**
+ * A cart and its lines as one JSON value (NULL when the user has no such cart), for any statement
+ * that needs the cart in its own round trip: findCartWithLines here, and the checkout's claim of
+ * its idempotency key (orders/repository.ts). Read it back with cartFromJson.
+ */
+export function cartWithLinesJson(sql: Sql, userId: Id, cartId: Id): ReturnType<Sql> {
+  return sql`(
+    SELECT json_build_object(
+             'id', c.id::text, 'user_id', c.user_id::text, 'currency', c.currency, 'status', c.status,
+             'order_id', c.order_id::text, 'created_at', c.created_at, 'updated_at', c.updated_at,
+             'lines', COALESCE((SELECT json_agg(json_build_object('id', l.id::text, 'sku', l.sku, 'quantity', l.quantity) ORDER BY l.id)
+                                FROM cart_lines l WHERE l.cart_id = c.id AND l.user_id = c.user_id), '[]'::json))
+    FROM carts c WHERE c.id = ${cartId} AND c.user_id = ${userId})`;
+}
+
+export interface CartJson extends Omit<CartRow, 'created_at' | 'updated_at'> {
+  created_at: string;
+  updated_at: string;
+  lines: CartLineRow[];
+}
+
+export function cartFromJson(json: CartJson | null): { cart: CartRow; lines: CartLineRow[] } | undefined {
+  if (!json) return undefined;
+  const { lines, created_at, updated_at, ...rest } = json;
+  return { cart: { ...rest, created_at: new Date(created_at), updated_at: new Date(updated_at) }, lines };
+}
+
+/** A cart and its lines in one round trip (the lines in id order). */
 export async function findCartWithLines(sql: Sql, userId: Id, cartId: Id): Promise<{ cart: CartRow; lines: CartLineRow[] } | undefined> {
-  const [row] = await sql<(CartRow & { lines: CartLineRow[] })[]>`
-    SELECT c.id::text, c.user_id::text, c.currency, c.status, c.order_id::text, c.created_at, c.updated_at,
-           COALESCE((SELECT json_agg(json_build_object('id', l.id::text, 'sku', l.sku, 'quantity', l.quantity) ORDER BY l.id)
-                     FROM cart_lines l WHERE l.cart_id = c.id AND l.user_id = c.user_id), '[]'::json) AS lines
-    FROM carts c WHERE c.id = ${cartId} AND c.user_id = ${userId}`;
-  if (!row) return undefined;
-  const { lines, ...cart } = row;
-  return { cart, lines };
+  const [row] = await sql<{ cart: CartJson | null }[]>`SELECT ${cartWithLinesJson(sql, userId, cartId)} AS cart`;
+  return cartFromJson(row?.cart ?? null);
 }
 
 export async function insertLine(sql: Sql, shard: number, userId: Id, cartId: Id, sku: string, quantity: number): Promise<Id> {

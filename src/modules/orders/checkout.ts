@@ -12,6 +12,7 @@ import type { Id } from '../../platform/ids.ts';
 import { LIMITS } from '../../platform/limits.ts';
 import { sum, multiply, type Money } from '../../platform/money.ts';
 import { emit } from '../../events/outbox.ts';
+import type { CartLineRow, CartRow } from '../carts/repository.ts';
 import type { CartsService } from '../carts/service.ts';
 import type { CatalogService } from '../catalog/service.ts';
 import type { InventoryService } from '../inventory/service.ts';
@@ -64,7 +65,7 @@ export class CheckoutSaga {
   async checkout(userId: Id, key: string, req: CheckoutRequest): Promise<CheckoutResponse> {
     const db = this.d.dbs.forId(userId);
     const hash = requestHash(req);
-    const claim = await repo.claimIdempotencyKey(db, userId, key, hash, this.d.requestTimeoutMs);
+    const claim = await repo.claimIdempotencyKey(db, userId, key, hash, this.d.requestTimeoutMs, req.cartId);
     if (!claim.claimed) {
       const previous = claim.row;
       if (previous.request_hash !== hash) {
@@ -75,7 +76,8 @@ export class CheckoutSaga {
     }
     try {
       if (claim.resumeOrderId) return await this.resume(claim.resumeOrderId, req.payment.token);
-      return await this.run(userId, key, claim.newOrderId, req);
+      if (!claim.cart) throw new NothingHappened(new AppError('not_found', 'cart not found'));
+      return await this.run(userId, key, claim.newOrderId, req, claim.cart);
     } catch (err) {
       // Failures before any side effect free the key for a retry; later ones were recorded.
       if (err instanceof NothingHappened) {
@@ -108,11 +110,10 @@ export class CheckoutSaga {
     attempt();
   }
 
-  private async run(userId: Id, key: string, orderId: Id, req: CheckoutRequest): Promise<CheckoutResponse> {
-    const { dbs, carts, catalog, inventory } = this.d;
-    const { cart, lines } = await carts.linesOf(userId, req.cartId).catch((e: unknown) => {
-      throw new NothingHappened(e);
-    });
+  /** Steps 2 to 6 for a newly claimed key; `found`: the cart as read with the claim. */
+  private async run(userId: Id, key: string, orderId: Id, req: CheckoutRequest, found: { cart: CartRow; lines: CartLineRow[] }): Promise<CheckoutResponse> {
+    const { dbs, catalog, inventory } = this.d;
+    const { cart, lines } = found;
     if (cart.status !== 'open') throw new NothingHappened(new AppError('cart_not_open', 'this cart has been checked out'));
     if (lines.length === 0) throw new NothingHappened(new AppError('cart_empty', 'the cart has no lines'));
 

@@ -1,6 +1,8 @@
 import type { Sql } from '../../platform/db.ts';
 import { randomBytes } from 'node:crypto';
 import { shardOfId, type Id } from '../../platform/ids.ts';
+// The cart's SQL stays in its module; the checkout's key claim embeds it to save a round trip.
+import { cartFromJson, cartWithLinesJson, type CartJson, type CartLineRow, type CartRow } from '../carts/repository.ts';
 import type { OrderStatus } from './state-machine.ts';
 import type { Order } from './service.ts';
 
@@ -115,25 +117,31 @@ export interface IdempotencyRow {
   response_body: unknown;
 }
 
-export type KeyClaim = { claimed: true; resumeOrderId: Id | null; newOrderId: Id; leaseToken: string } | { claimed: false; row: IdempotencyRow };
+export type KeyClaim =
+  | { claimed: true; resumeOrderId: Id | null; newOrderId: Id; leaseToken: string; cart: { cart: CartRow; lines: CartLineRow[] } | undefined }
+  | { claimed: false; row: IdempotencyRow };
 
 /**
- * Claims a key, and draws the id the saga's order will have in the same round trip. A key left in
- * progress by a request older than leaseMs is taken over by a retry with the same body: no request
- * lives longer than the request timeout, so its first holder is gone (its process died, or it
- * failed where it could not even record the outcome). If that holder had created the order, the
- * retry resumes the saga from there.
+ * Claims a key, and draws the id the saga's order will have and reads the cart to check out, in
+ * the same round trip. A key left in progress by a request older than leaseMs is taken over by a
+ * retry with the same body: no request lives longer than the request timeout, so its first holder
+ * is gone (its process died, or it failed where it could not even record the outcome). If that
+ * holder had created the order, the retry resumes the saga from there.
  */
-export async function claimIdempotencyKey(sql: Sql, userId: Id, key: string, requestHash: string, leaseMs: number): Promise<KeyClaim> {
+export async function claimIdempotencyKey(sql: Sql, userId: Id, key: string, requestHash: string, leaseMs: number, cartId: Id): Promise<KeyClaim> {
   const leaseToken = randomLeaseToken();
-  const [claimed] = await sql<{ order_id: Id | null; new_order_id: Id }[]>`
-    INSERT INTO idempotency_keys (user_id, key, request_hash, state, lease_token) VALUES (${userId}, ${key}, ${requestHash}, 'in_progress', ${leaseToken})
-    ON CONFLICT (user_id, key) DO UPDATE SET updated_at = now(), lease_token = EXCLUDED.lease_token
-      WHERE idempotency_keys.state = 'in_progress'
-        AND idempotency_keys.request_hash = EXCLUDED.request_hash
-        AND idempotency_keys.updated_at < now() - ${leaseMs} * interval '1 millisecond'
-    RETURNING order_id::text, meridian_id(${shardOfId(userId)})::text AS new_order_id`;
-  if (claimed) return { claimed: true, resumeOrderId: claimed.order_id, newOrderId: claimed.new_order_id, leaseToken };
+  // The cart is read from the statement's snapshot, taken before the claim: a cart changed by a
+  // request racing this one is caught by createOrder, which checks the lines it was given.
+  const [claimed] = await sql<{ order_id: Id | null; new_order_id: Id; cart: CartJson | null }[]>`
+    WITH claim AS (
+      INSERT INTO idempotency_keys (user_id, key, request_hash, state, lease_token) VALUES (${userId}, ${key}, ${requestHash}, 'in_progress', ${leaseToken})
+      ON CONFLICT (user_id, key) DO UPDATE SET updated_at = now(), lease_token = EXCLUDED.lease_token
+        WHERE idempotency_keys.state = 'in_progress'
+          AND idempotency_keys.request_hash = EXCLUDED.request_hash
+          AND idempotency_keys.updated_at < now() - ${leaseMs} * interval '1 millisecond'
+      RETURNING order_id)
+    SELECT order_id::text, meridian_id(${shardOfId(userId)})::text AS new_order_id, ${cartWithLinesJson(sql, userId, cartId)} AS cart FROM claim`;
+  if (claimed) return { claimed: true, resumeOrderId: claimed.order_id, newOrderId: claimed.new_order_id, leaseToken, cart: cartFromJson(claimed.cart) };
   const [row] = await sql<IdempotencyRow[]>`
     SELECT request_hash, state, order_id::text, response_status, response_body FROM idempotency_keys
     WHERE user_id = ${userId} AND key = ${key}`;
