@@ -366,8 +366,7 @@ export async function searchWindow(sql: Sql, w: WindowQuery): Promise<WindowResu
     const predicate = bandPredicate(band, 'd.popularity');
     return sql`
       (SELECT d.product_id, d.title, d.brand_id, d.brand_name, d.category_id, d.category_name,
-              (d.min_prices ->> q.currency)::bigint AS price, d.in_stock, d.popularity,
-              ts_rank_cd(d.document, q.tsq) AS rank, ${sql.unsafe(literalInt(band.position))} AS band
+              d.min_prices, d.in_stock, d.popularity, d.document, ${sql.unsafe(literalInt(band.position))} AS band
        FROM q CROSS JOIN search_documents d
        WHERE d.document @@ q.tsq
          ${facets ? sql`AND d.facets @@ q.facets` : sql``}
@@ -386,9 +385,15 @@ export async function searchWindow(sql: Sql, w: WindowQuery): Promise<WindowResu
              ${windows * w.window}::int AS end_pos, ${w.limit}::int AS lim, ${w.offset - skipped}::int AS off,
              ${w.priceBandEdges as number[]}::bigint[] AS edges, ${w.words as string[]}::text[] AS words),
     -- row_number() over the Append streams: it does not make the scan read more than the LIMIT.
+    -- Relevance only for the windows the page comes from, and the price only for those and the
+    -- first window (the facets): a deep page reads (and counts) the windows before its own, and
+    -- ranking and pricing those cost more than reading them.
     c AS MATERIALIZED (
-      SELECT u.*, row_number() OVER () - 1 AS pos FROM (${union}) u
-      LIMIT (SELECT cap FROM q)),
+      SELECT n.product_id, n.title, n.brand_id, n.brand_name, n.category_id, n.category_name, n.in_stock,
+             n.popularity, n.band, n.pos,
+             CASE WHEN n.pos >= q.first_pos AND n.pos < q.end_pos THEN ts_rank_cd(n.document, q.tsq) END AS rank,
+             CASE WHEN n.pos <= q.win OR (n.pos >= q.first_pos AND n.pos < q.end_pos) THEN (n.min_prices ->> q.currency)::bigint END AS price
+      FROM (SELECT u.*, row_number() OVER () - 1 AS pos FROM (${union}) u LIMIT (SELECT cap FROM q)) n, q),
     -- The first window and one more row: the total, and the facets every page shows.
     f AS MATERIALIZED (
       SELECT pos, band, brand_id, brand_name, category_id, category_name, price, pos < q.win AS sampled FROM c, q WHERE pos <= q.win),
