@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { estimateTotal } from '../src/modules/search/service.ts';
 import { applyCorrections, chooseCorrection, editDistance, requiredWords } from '../src/modules/search/text.ts';
-import { facetQuery } from '../src/modules/search/repository.ts';
+import { facetQuery, facetsOf } from '../src/modules/search/repository.ts';
 import { assertError, drainOutbox } from './assertions.ts';
 import { auth, createTestPlatform, createUser, type TestPlatform } from './helpers.ts';
 
@@ -224,6 +224,25 @@ describe('search text helpers', () => {
     assert.equal(facetQuery({ ...base, inStock: true }), '', 'in stock is checked on the rows');
     assert.equal(facetQuery({ ...base, minPrice: 2_500, maxPrice: 3_500 }), "('PUSD9' | 'PUSD10')");
     assert.equal(facetQuery({ ...base, currency: 'EUR', maxPrice: 150 }), "('PEUR0' | 'PEUR1')");
+  });
+
+  it('facets of a window: counted over the window only, most frequent first, ties by id, capped', () => {
+    const sample: Parameters<typeof facetsOf>[0] = [
+      [0, '7', 'Acme', '3', 'Mugs', 1],
+      [0, '12', 'Bolt', '3', 'Mugs', 1],
+      [1, '12', 'Bolt', null, null, null],
+      [1, '9', 'Core', '4', 'Cups', 2],
+      [2, '9', 'Core', '4', 'Cups', 0], // the extra row: counted per band, not in the facets
+    ];
+    assert.deepEqual(facetsOf(sample, 4, 50), {
+      read: 5,
+      perBand: [[0, 2], [1, 2], [2, 1]],
+      brand: [['12', 'Bolt', 2], ['7', 'Acme', 1], ['9', 'Core', 1]],
+      category: [['3', 'Mugs', 2], ['4', 'Cups', 1]],
+      price: [[1, 2], [2, 1]],
+    });
+    assert.deepEqual(facetsOf(sample, 4, 1).brand, [['12', 'Bolt', 2]], 'at most valuesMax values');
+    assert.deepEqual(facetsOf([], 4, 50), { read: 0, perBand: [], brand: [], category: [], price: [] });
   });
 
   it('estimates a total from the bands read in full and the density seen', () => {

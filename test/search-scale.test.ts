@@ -162,7 +162,7 @@ describe('search at scale (shrunk): bands, window, estimates', () => {
       const run = (text: string, offset: number, limit: number, filters: Partial<repo.Filters>): Promise<repo.WindowResult> =>
         repo.searchWindow(recorder, {
           text, synonyms: false, categoryId: undefined, brandId: undefined, currency: 'USD', minPrice: undefined, maxPrice: undefined,
-          inStock: undefined, attributes: {}, window: WINDOW, limit, offset, bands, priceBandEdges: SEARCH.priceBandEdges, words: [], nearestMax: 8,
+          inStock: undefined, attributes: {}, window: WINDOW, limit, offset, bands, priceBandEdges: SEARCH.priceBandEdges, words: [], nearestMax: 8, facetValuesMax: SEARCH.facetValuesMax,
           ...filters,
         });
       await run('lamp', 0, 20, {});
@@ -194,7 +194,7 @@ describe('search at scale (shrunk): bands, window, estimates', () => {
       const bands = await repo.readBands(db());
       await repo.searchWindow(recorder, {
         text: 'lamp', synonyms: false, categoryId: undefined, brandId: undefined, currency: 'USD', minPrice: 1_000, maxPrice: 9_000,
-        inStock: undefined, attributes: {}, window: WINDOW, limit: 20, offset: 0, bands, priceBandEdges: SEARCH.priceBandEdges, words: [], nearestMax: 8,
+        inStock: undefined, attributes: {}, window: WINDOW, limit: 20, offset: 0, bands, priceBandEdges: SEARCH.priceBandEdges, words: [], nearestMax: 8, facetValuesMax: SEARCH.facetValuesMax,
       });
       assert.ok(sent);
       const [plan] = await recorder.unsafe<{ 'QUERY PLAN': unknown }[]>(`EXPLAIN (FORMAT JSON) ${sent.text}`, sent.params as never[]);

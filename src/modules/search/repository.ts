@@ -210,6 +210,8 @@ export interface WindowQuery extends Filters {
   words: readonly string[];
   /** Nearest vocabulary words returned per unknown word. */
   nearestMax: number;
+  /** Values per facet (brand, category), the most frequent. */
+  facetValuesMax: number;
 }
 
 export interface WindowItem {
@@ -376,7 +378,7 @@ export async function searchWindow(sql: Sql, w: WindowQuery): Promise<WindowResu
          ${predicate ? sql.unsafe(`AND ${predicate}`) : sql``})`;
   });
   const union = branches.reduce((a, b) => sql`${a} UNION ALL ${b}`);
-  const [row] = await sql<(Omit<WindowResult, 'read'> & { read: number })[]>`
+  const [row] = await sql<(Pick<WindowResult, 'items' | 'tsquery' | 'checks'> & { sample: SampleRow[] })[]>`
     WITH q AS MATERIALIZED (
       SELECT ${tsqueryOf(sql, w.text, w.synonyms)} AS tsq, ${facetsExpr} AS facets, ${w.currency}::text AS currency,
              ${price}::boolean AS priced, ${w.minPrice ?? 0}::bigint AS lo, ${w.maxPrice ?? Number.MAX_SAFE_INTEGER}::bigint AS hi,
@@ -396,17 +398,19 @@ export async function searchWindow(sql: Sql, w: WindowQuery): Promise<WindowResu
       FROM (SELECT u.*, row_number() OVER () - 1 AS pos FROM (${union}) u LIMIT (SELECT cap FROM q)) n, q),
     -- The first window and one more row: the total, and the facets every page shows.
     f AS MATERIALIZED (
-      SELECT pos, band, brand_id, brand_name, category_id, category_name, price, pos < q.win AS sampled FROM c, q WHERE pos <= q.win),
+      SELECT pos, band, brand_id, brand_name, category_id, category_name, price FROM c, q WHERE pos <= q.win),
     -- The windows the page comes from (a page may straddle two).
     r AS (
       SELECT c.product_id, c.title, c.brand_name, c.category_name, c.price, c.in_stock, c.popularity, c.rank,
              c.pos / q.win AS win_no
       FROM c, q WHERE c.pos >= q.first_pos AND c.pos < q.end_pos)
     SELECT
-      (SELECT count(*)::int FROM f) AS read,
       (SELECT tsq::text FROM q) AS tsquery,
-      (SELECT coalesce(json_agg(json_build_array(band, n) ORDER BY band), '[]')
-         FROM (SELECT band, count(*)::int AS n FROM f GROUP BY band) b) AS "perBand",
+      -- The first window, one compact row per candidate, counted into facets by facetsOf: one
+      -- pass here instead of a grouping and a sort per facet.
+      (SELECT coalesce(json_agg(json_build_array(band, brand_id::text, brand_name, category_id::text, category_name,
+                                                 width_bucket(price, (SELECT edges FROM q))) ORDER BY pos), '[]')
+         FROM f) AS sample,
       (SELECT coalesce(json_agg(json_build_object('id', x.product_id::text, 'title', x.title, 'brand', x.brand_name,
                                                   'category', x.category_name, 'price', x.price, 'inStock', x.in_stock,
                                                   'score', x.rank)
@@ -414,17 +418,6 @@ export async function searchWindow(sql: Sql, w: WindowQuery): Promise<WindowResu
          FROM (SELECT * FROM r
                ORDER BY win_no, rank DESC, popularity DESC, product_id DESC
                LIMIT (SELECT lim FROM q) OFFSET (SELECT off FROM q)) x) AS items,
-      (SELECT coalesce(json_agg(json_build_array(value, label, n) ORDER BY n DESC, value), '[]')
-         FROM (SELECT brand_id::text AS value, min(brand_name) AS label, count(*)::int AS n
-               FROM f WHERE brand_id IS NOT NULL AND sampled
-               GROUP BY brand_id ORDER BY n DESC, value LIMIT 50) x) AS brand,
-      (SELECT coalesce(json_agg(json_build_array(value, label, n) ORDER BY n DESC, value), '[]')
-         FROM (SELECT category_id::text AS value, min(category_name) AS label, count(*)::int AS n
-               FROM f WHERE category_id IS NOT NULL AND sampled
-               GROUP BY category_id ORDER BY n DESC, value LIMIT 50) x) AS category,
-      (SELECT coalesce(json_agg(json_build_array(band, n) ORDER BY band), '[]')
-         FROM (SELECT width_bucket(price, (SELECT edges FROM q)) AS band, count(*)::int AS n
-               FROM f WHERE price IS NOT NULL AND sampled GROUP BY 1) x) AS price,
       -- Only when nothing matched (an InitPlan is not run unless its value is needed). The
       -- vocabulary, not the documents: a word unknown to the index would make a scan of the
       -- documents read them all, where the vocabulary answers by its lexeme index.
@@ -440,7 +433,42 @@ export async function searchWindow(sql: Sql, w: WindowQuery): Promise<WindowResu
         FROM (SELECT word, i, (tsvector_to_array(to_tsvector('english', word)))[1] AS lexeme
               FROM unnest((SELECT words FROM q)) WITH ORDINALITY AS x(word, i)) v) END AS checks`;
   if (!row) throw new Error('the search statement returned no row');
-  return row;
+  const { sample, ...rest } = row;
+  return { ...rest, ...facetsOf(sample, w.window, w.facetValuesMax) };
+}
+
+/** A candidate of the first window: [band, brand id, brand, category id, category, price band]. */
+type SampleRow = [number, string | null, string | null, string | null, string | null, number | null];
+
+/**
+ * Counts of the first window: candidates per band (all read, the extra row too), and the facets
+ * over the window itself (its first `window` rows): the most frequent values first, ties by id.
+ */
+export function facetsOf(sample: readonly SampleRow[], window: number, valuesMax: number): Pick<WindowResult, 'read' | 'perBand' | 'brand' | 'category' | 'price'> {
+  const perBand = new Map<number, number>();
+  const brand = new Map<string, [string, number]>();
+  const category = new Map<string, [string, number]>();
+  const price = new Map<number, number>();
+  const add = (m: Map<string, [string, number]>, id: string | null, label: string | null): void => {
+    if (id === null) return;
+    const seen = m.get(id);
+    if (seen) seen[1]++;
+    else m.set(id, [label ?? '', 1]);
+  };
+  sample.forEach(([band, brandId, brandName, categoryId, categoryName, priceBand], i) => {
+    perBand.set(band, (perBand.get(band) ?? 0) + 1);
+    if (i >= window) return;
+    add(brand, brandId, brandName);
+    add(category, categoryId, categoryName);
+    if (priceBand !== null) price.set(priceBand, (price.get(priceBand) ?? 0) + 1);
+  });
+  const top = (m: Map<string, [string, number]>): [string, string, number][] =>
+    [...m]
+      .map(([id, [label, n]]): [string, string, number] => [id, label, n])
+      .sort((a, b) => b[2] - a[2] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+      .slice(0, valuesMax);
+  const ascending = (m: Map<number, number>): [number, number][] => [...m].sort((a, b) => a[0] - b[0]);
+  return { read: sample.length, perBand: ascending(perBand), brand: top(brand), category: top(category), price: ascending(price) };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -343,6 +343,7 @@ export class SearchService {
         priceBandEdges: SEARCH.priceBandEdges,
         words: checked,
         nearestMax: SEARCH.nearestWordsMax,
+        facetValuesMax: SEARCH.facetValuesMax,
       });
     const first = await window(q.q, words);
     if (first.read === 0 && first.tsquery !== '' && first.checks) {
