@@ -136,7 +136,7 @@ export function buildServices(config: Config, dbs: Databases, log: Logger, optio
   };
   const searchQueries = new Counter({
     name: 'meridian_search_queries_total',
-    help: 'Searches computed (cache misses) by how they were answered: exact (every match ranked), window (the most popular matches ranked; total estimated), corrected (typos fixed), empty',
+    help: 'Searches computed (cache misses) by how they were answered: exact (every match ranked), window (the most popular matches ranked; total estimated), corrected (typos fixed), empty; refused (busy: no turn within the wait limit, or too many waiting)',
     labelNames: ['mode'],
     registers: [metrics.registry],
   });
@@ -150,7 +150,12 @@ export function buildServices(config: Config, dbs: Databases, log: Logger, optio
     metrics.replicaLag,
   );
   const catalog = new CatalogService(dbs, catalogReplicas, caches);
-  const search = new SearchService(dbs, catalog, catalogReplicas, { caches: searchCaches, bus: cacheBus, queries: searchQueries });
+  const search = new SearchService(dbs, catalog, catalogReplicas, {
+    caches: searchCaches,
+    bus: cacheBus,
+    queries: searchQueries,
+    concurrencyMax: config.searchConcurrencyMax,
+  });
   const inventory = new InventoryService(dbs, buildGate(config, dbs, log, metrics, options.redis));
   const carts = new CartsService(dbs, catalog);
   const payments = new PaymentsService(dbs, options.paymentProvider ?? new TestPaymentProvider());

@@ -26,6 +26,7 @@
 // Targets (issue 4 §3), printed next to the figures, not asserted: cold p95 ≤ 30 ms and cold
 // queries/s ≥ 5× the baseline's at concurrency 8; ≥ 95% of top-20 results hold every term.
 import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { copyFile, mkdir } from 'node:fs/promises';
 import { freePort } from '../../src/platform/ports.ts';
 import path from 'node:path';
@@ -450,8 +451,9 @@ async function run(o: BenchOptions): Promise<void> {
   const reuseIndex = o.flags?.['reuse-index'] === true;
   const concurrency = o.connections ?? DEFAULT_CONCURRENCY;
   const candidates = positiveInt(o.flags?.candidates, 'candidates', SEARCH.candidatesDefault, 2_500);
+  const concurrencyMax = positiveInt(o.flags?.['search-concurrency'], 'search-concurrency', availableParallelism(), 500);
   const loadAtStart = loadAverage1m();
-  progress(`search: ${fmtInt(products)} products, concurrency ${concurrency}, ${o.durationS} s per phase, ${o.rounds} rounds, window ${candidates} candidates`);
+  progress(`search: ${fmtInt(products)} products, concurrency ${concurrency}, ${o.durationS} s per phase, ${o.rounds} rounds, window ${candidates} candidates, ${concurrencyMax} searches at once`);
   progress(`hardware: ${hardwareLine()}; load average ${loadAtStart}`);
 
   const database = await openDatabase(products, fresh);
@@ -517,12 +519,12 @@ async function run(o: BenchOptions): Promise<void> {
     // baseline's 40 connections that planning, not the searching, filled the first rounds.
     const oursDbs = Databases.single(database.url, { max: concurrency, applicationName: 'meridian-bench-search-ours' });
     closeOurs = () => oursDbs.close();
-    const cold = new SearchService(oursDbs, catalog, undefined, { candidates });
+    const cold = new SearchService(oursDbs, catalog, undefined, { candidates, concurrencyMax });
     const warmCaches = {
       results: new Cache<SearchResult>({ name: 'search', maxEntries: 10_000, ttlMs: 3_600_000, jitter: 0.1 }),
       suggestions: new Cache<Suggestions>({ name: 'search-suggest', maxEntries: 1_000, ttlMs: 3_600_000, jitter: 0.1 }),
     };
-    const warm = new SearchService(oursDbs, catalog, undefined, { candidates, caches: warmCaches });
+    const warm = new SearchService(oursDbs, catalog, undefined, { candidates, caches: warmCaches, concurrencyMax });
     const sides: Record<string, (q: SearchQuery) => Promise<unknown>> = {
       [BASELINE]: (q) => baselineSearch(db, catalog, q),
       [COLD]: (q) => cold.search(q),
@@ -651,6 +653,7 @@ async function run(o: BenchOptions): Promise<void> {
         firstWarmupS: FIRST_WARMUP_S,
         warmupBeforeEachPhase: true,
         candidates,
+        searchConcurrency: concurrencyMax,
         poolMax: { baseline: POOL_MAX, meridian: concurrency },
         mode: 'in-process SearchService and baseline against the same database; no HTTP',
         database: database.where,
@@ -695,8 +698,9 @@ export const scenario: Scenario = {
     '--fresh          seed the catalog again',
     '--candidates K   ranking window (default SEARCH.candidatesDefault)',
     '--reuse-index    keep the documents and vocabulary of an earlier run (rebuild only the bands)',
+    '--search-concurrency K  searches run at once, the rest queue (default: SEARCH_CONCURRENCY_MAX\'s, the CPU cores)',
     'BENCH_DATABASE_URL  a PostgreSQL server for the scratch database (default: embedded, .meridian/bench-search)',
   ].join('\n'),
-  flags: { products: { type: 'string' }, fresh: { type: 'boolean' }, candidates: { type: 'string' }, 'reuse-index': { type: 'boolean' } },
+  flags: { products: { type: 'string' }, fresh: { type: 'boolean' }, candidates: { type: 'string' }, 'reuse-index': { type: 'boolean' }, 'search-concurrency': { type: 'string' } },
   run,
 };

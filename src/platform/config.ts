@@ -1,5 +1,6 @@
 // Configuration is read from the environment once, validated, and frozen. A bad value fails at
 // boot with a message naming the variable, never later in a request.
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 
 export interface Config {
@@ -12,6 +13,8 @@ export interface Config {
   readonly dataDir: string;
   readonly embeddedPgPort: number;
   readonly dbPoolMax: number;
+  /** Searches one process runs at once (the rest queue): about the cores of the database search reads. */
+  readonly searchConcurrencyMax: number;
   readonly logLevel: string;
   readonly adminEmail: string | undefined;
   readonly adminPassword: string | undefined;
@@ -90,6 +93,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     dataDir,
     embeddedPgPort: int(env, 'MERIDIAN_PG_PORT', 54329, 1024, 65535),
     dbPoolMax: int(env, 'DB_POOL_MAX', 20, 1, 500),
+    searchConcurrencyMax: int(env, 'SEARCH_CONCURRENCY_MAX', availableParallelism(), 1, 500),
     logLevel: env.LOG_LEVEL ?? 'info',
     adminEmail: env.MERIDIAN_ADMIN_EMAIL || undefined,
     adminPassword: env.MERIDIAN_ADMIN_PASSWORD || undefined,
