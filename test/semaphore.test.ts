@@ -30,6 +30,12 @@ describe('semaphore', () => {
     assert.equal(s.queued, 0);
   });
 
+  it('refuses a limit, queue or wait it cannot honour', () => {
+    assert.throws(() => semaphore(0), /limit/);
+    assert.throws(() => semaphore(1, -1), /queueMax/);
+    assert.throws(() => semaphore(1, 10, 0), /waitTimeoutMs/);
+  });
+
   it('a failing task gives its turn back', async () => {
     const s = semaphore(1);
     await assert.rejects(s.run(async () => Promise.reject(new Error('boom'))), /boom/);

@@ -26,7 +26,6 @@
 // Targets (issue 4 §3), printed next to the figures, not asserted: cold p95 ≤ 30 ms and cold
 // queries/s ≥ 5× the baseline's at concurrency 8; ≥ 95% of top-20 results hold every term.
 import { existsSync, readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { copyFile, mkdir } from 'node:fs/promises';
 import { freePort } from '../../src/platform/ports.ts';
 import path from 'node:path';
@@ -167,7 +166,7 @@ interface Vocabulary {
   topCategories: { id: string; name: string }[];
 }
 
-export async function readVocabulary(db: Pool): Promise<Vocabulary> {
+async function readVocabulary(db: Pool): Promise<Vocabulary> {
   const words = await db<{ word: string; documents: number }[]>`SELECT word, documents FROM search_vocabulary`;
   const brands = await db<{ id: string; name: string }[]>`SELECT id::text, name FROM brands ORDER BY name`;
   const topCategories = await db<{ id: string; name: string }[]>`SELECT id::text, name FROM categories WHERE parent_id IS NULL ORDER BY name`;
@@ -192,7 +191,7 @@ function misspell(word: string, rng: Rng, known: Map<string, number>): string | 
   return undefined;
 }
 
-export function buildQueryMix(v: Vocabulary, products: number): BenchQuery[] {
+function buildQueryMix(v: Vocabulary, products: number): BenchQuery[] {
   const rng = new Rng(QUERY_SEED);
   const leaves = Object.values(CATEGORY_TREE).flatMap((subs) => Object.values(subs).flat());
   const has = (w: string): boolean => (v.documents.get(w) ?? 0) > 0;
@@ -451,7 +450,7 @@ async function run(o: BenchOptions): Promise<void> {
   const reuseIndex = o.flags?.['reuse-index'] === true;
   const concurrency = o.connections ?? DEFAULT_CONCURRENCY;
   const candidates = positiveInt(o.flags?.candidates, 'candidates', SEARCH.candidatesDefault, 2_500);
-  const concurrencyMax = positiveInt(o.flags?.['search-concurrency'], 'search-concurrency', availableParallelism(), 500);
+  const concurrencyMax = positiveInt(o.flags?.['search-concurrency'], 'search-concurrency', SEARCH.concurrencyDefault, 500);
   const loadAtStart = loadAverage1m();
   progress(`search: ${fmtInt(products)} products, concurrency ${concurrency}, ${o.durationS} s per phase, ${o.rounds} rounds, window ${candidates} candidates, ${concurrencyMax} searches at once`);
   progress(`hardware: ${hardwareLine()}; load average ${loadAtStart}`);
@@ -517,7 +516,7 @@ async function run(o: BenchOptions): Promise<void> {
     // Meridian's side has a pool of its own, as the API's search has its reader pool. PostgreSQL
     // plans a statement per connection (five custom plans, then the generic one): through the
     // baseline's 40 connections that planning, not the searching, filled the first rounds.
-    const oursDbs = Databases.single(database.url, { max: concurrency, applicationName: 'meridian-bench-search-ours' });
+    const oursDbs = Databases.single(database.url, { max: Math.max(concurrency, concurrencyMax), applicationName: 'meridian-bench-search-ours' });
     closeOurs = () => oursDbs.close();
     const cold = new SearchService(oursDbs, catalog, undefined, { candidates, concurrencyMax });
     const warmCaches = {
@@ -698,7 +697,7 @@ export const scenario: Scenario = {
     '--fresh          seed the catalog again',
     '--candidates K   ranking window (default SEARCH.candidatesDefault)',
     '--reuse-index    keep the documents and vocabulary of an earlier run (rebuild only the bands)',
-    '--search-concurrency K  searches run at once, the rest queue (default: SEARCH_CONCURRENCY_MAX\'s, the CPU cores)',
+    '--search-concurrency K  searches run at once, the rest queue (default: the API\'s default, this machine\'s CPU cores)',
     'BENCH_DATABASE_URL  a PostgreSQL server for the scratch database (default: embedded, .meridian/bench-search)',
   ].join('\n'),
   flags: { products: { type: 'string' }, fresh: { type: 'boolean' }, candidates: { type: 'string' }, 'reuse-index': { type: 'boolean' }, 'search-concurrency': { type: 'string' } },

@@ -93,7 +93,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     dataDir,
     embeddedPgPort: int(env, 'MERIDIAN_PG_PORT', 54329, 1024, 65535),
     dbPoolMax: int(env, 'DB_POOL_MAX', 20, 1, 500),
-    searchConcurrencyMax: int(env, 'SEARCH_CONCURRENCY_MAX', availableParallelism(), 1, 500),
+    searchConcurrencyMax: int(env, 'SEARCH_CONCURRENCY_MAX', Math.min(500, availableParallelism()), 1, 500),
     logLevel: env.LOG_LEVEL ?? 'info',
     adminEmail: env.MERIDIAN_ADMIN_EMAIL || undefined,
     adminPassword: env.MERIDIAN_ADMIN_PASSWORD || undefined,

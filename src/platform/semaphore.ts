@@ -28,7 +28,9 @@ export class Semaphore {
       readonly refuse: Refusal;
     },
   ) {
-    if (!Number.isInteger(options.limit) || options.limit < 1) throw new RangeError(`semaphore limit must be a positive integer: ${options.limit}`);
+    for (const [name, value, min] of [['limit', options.limit, 1], ['queueMax', options.queueMax, 0], ['waitTimeoutMs', options.waitTimeoutMs, 1]] as const) {
+      if (!Number.isInteger(value) || value < min) throw new RangeError(`semaphore ${name} must be an integer ≥ ${min}: ${value}`);
+    }
   }
 
   /** Tasks waiting for a turn now. */
@@ -61,6 +63,7 @@ export class Semaphore {
           const at = this.waiting.indexOf(waiter);
           if (at >= 0) this.waiting.splice(at, 1);
           reject(this.options.refuse('wait_timeout'));
+          // Not unref()'d: a waiter's promise must settle, even in a process with nothing else to do.
         }, this.options.waitTimeoutMs),
       };
       this.waiting.push(waiter);

@@ -325,9 +325,10 @@ function attributeFilter(sql: Sql, attributes: Filters['attributes']): Fragment 
 /**
  * One statement: read candidates band by band, most popular band first, and stop once the windows
  * the page needs are full (the Append under the LIMIT never starts the later bands once it has
- * enough); rank each window by text relevance; return the page, and the facet counts and band
- * counts of the first window. When the first window is not full, every match was read: the counts
- * are exact. Cost follows the number of candidates read, however many documents match. When
+ * enough); rank the windows the page comes from by text relevance (only those: a deep page reads
+ * the windows before its own without ranking them); return the page, and the first window as a
+ * compact sample that facetsOf() counts into band counts and facets. When the first window is not
+ * full, every match was read: the counts are exact. Cost follows the number of candidates read, however many documents match. When
  * nothing matches, the same statement looks the words up in the vocabulary for typo correction.
  *
  * Windows in read order (pages beyond the first window rank the next one) keep pages consistent:
@@ -394,7 +395,7 @@ export async function searchWindow(sql: Sql, w: WindowQuery): Promise<WindowResu
       SELECT n.product_id, n.title, n.brand_id, n.brand_name, n.category_id, n.category_name, n.in_stock,
              n.popularity, n.band, n.pos,
              CASE WHEN n.pos >= q.first_pos AND n.pos < q.end_pos THEN ts_rank_cd(n.document, q.tsq) END AS rank,
-             CASE WHEN n.pos <= q.win OR (n.pos >= q.first_pos AND n.pos < q.end_pos) THEN (n.min_prices ->> q.currency)::bigint END AS price
+             CASE WHEN n.pos < q.win OR (n.pos >= q.first_pos AND n.pos < q.end_pos) THEN (n.min_prices ->> q.currency)::bigint END AS price
       FROM (SELECT u.*, row_number() OVER () - 1 AS pos FROM (${union}) u LIMIT (SELECT cap FROM q)) n, q),
     -- The first window and one more row: the total, and the facets every page shows.
     f AS MATERIALIZED (
@@ -443,6 +444,7 @@ type SampleRow = [number, string | null, string | null, string | null, string | 
 /**
  * Counts of the first window: candidates per band (all read, the extra row too), and the facets
  * over the window itself (its first `window` rows): the most frequent values first, ties by id.
+ * A value's label is the one of its first (most popular) candidate.
  */
 export function facetsOf(sample: readonly SampleRow[], window: number, valuesMax: number): Pick<WindowResult, 'read' | 'perBand' | 'brand' | 'category' | 'price'> {
   const perBand = new Map<number, number>();

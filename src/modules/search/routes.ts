@@ -81,7 +81,7 @@ export function searchRoutes(app: App, search: SearchService, auth: AuthHooks): 
           { maxItems: 10, description: 'every name must match; values given for one name match any of them' },
         )),
       }, { additionalProperties: false }),
-      response: { 200: SearchResultSchema, ...errors(400) },
+      response: { 200: SearchResultSchema, ...errors(400, 503) },
     },
   }, async (req, reply) => {
     const { attr, currency, ...q } = req.query;

@@ -40,7 +40,7 @@ export const SEARCH = {
    * it for a broad word, and more than that for a multi-word query whose matches are sparse, where
    * a bigger window reads the posting lists of bigger bands. Measured at 1M products (bench
    * `search`, concurrency 8, 2 cores): 200 → 100 took PostgreSQL CPU per query from 4.1–4.7 ms
-   * to 2.2–2.4 ms and a sparse three-word query from 6.3 to 2.9 ms, with every top-20 result still
+   * to 2.2–2.6 ms and a sparse three-word query from 6.3 to 2.9 ms, with every top-20 result still
    * holding every query word and 99.7% of them the baseline's. 100 still ranks five pages of 20
    * together; the facets are sampled from 100 matches (and marked approximate when more match).
    */
@@ -66,6 +66,8 @@ export const SEARCH = {
   suggestionsMax: 20,
   /** Products read from the catalog per step of a full reindex. */
   reindexPageSize: 1_000,
+  /** Searches run at once per process unless configured (SEARCH_CONCURRENCY_MAX): this machine's cores. */
+  concurrencyDefault: Math.min(500, availableParallelism()),
   /** Searches waiting for a turn (see SearchOptions.concurrencyMax); one more is refused with a 503. */
   queueMax: 1_000,
   /** The longest a search waits for its turn before a 503. */
@@ -165,9 +167,11 @@ export interface SearchOptions {
   /**
    * Searches this process runs at once; the others wait their turn (SEARCH.queueMax,
    * SEARCH.queueWaitTimeoutMs). A search is CPU-bound in the database: about the database's
-   * cores (default: this machine's, where the single node runs its own) serves the most, and
-   * leaves the other requests their share. At 1M products on 2 cores, 8 concurrent clients: 8 at
-   * once 580–710 q/s at 2.0–2.3 ms of PostgreSQL CPU each; 2 at once 720–790 q/s at 1.8–1.9 ms.
+   * cores divided by the API processes serves the most and leaves the other requests their share
+   * (default SEARCH.concurrencyDefault: this machine's cores, where the single node runs its own
+   * database). Bench `search` at 1M products on 2 cores, 8 clients, medians of 3 rounds in one
+   * hour: 2 at once 540 q/s, p95 27.0 ms, 2.3 ms of PostgreSQL CPU per query; 8 at once 490 q/s,
+   * p95 38.4 ms, 2.9 ms.
    */
   concurrencyMax?: number | undefined;
 }
@@ -310,7 +314,7 @@ export class SearchService {
     this.bandsMinDocuments = options.bandsMinDocuments ?? SEARCH.bandsMinDocuments;
     this.queries = options.queries;
     this.turns = new Semaphore({
-      limit: options.concurrencyMax ?? availableParallelism(),
+      limit: options.concurrencyMax ?? SEARCH.concurrencyDefault,
       queueMax: SEARCH.queueMax,
       waitTimeoutMs: SEARCH.queueWaitTimeoutMs,
       refuse: (reason) => {
@@ -384,7 +388,8 @@ export class SearchService {
     const exact = w.read <= this.candidates;
     const total = exact ? w.read : estimateTotal(w, bands);
     // Facets over a sample are scaled to the estimated total: shares, not sample counts.
-    const scale = exact || w.read === 0 ? 1 : total / w.read;
+    // The facets count the window's rows, not the extra row read to tell that more match.
+    const scale = exact || w.read === 0 ? 1 : total / Math.min(w.read, this.candidates);
     const scaled = (n: number): number => (exact ? n : Math.max(1, Math.round(n * scale)));
     const edges = SEARCH.priceBandEdges;
     this.queries?.inc({ mode: w.read === 0 ? 'empty' : corrected !== null ? 'corrected' : exact ? 'exact' : 'window' });
