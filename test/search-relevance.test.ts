@@ -3,7 +3,8 @@
 // with admin routes), and the unit pieces (edit distance, correction choice, estimates).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { estimateTotal } from '../src/modules/search/service.ts';
+import { CatalogService } from '../src/modules/catalog/service.ts';
+import { estimateTotal, SearchService } from '../src/modules/search/service.ts';
 import { applyCorrections, chooseCorrection, editDistance, requiredWords } from '../src/modules/search/text.ts';
 import { facetQuery, facetsOf } from '../src/modules/search/repository.ts';
 import { assertError, drainOutbox } from './assertions.ts';
@@ -143,6 +144,30 @@ describe('search: relevance, typos, facets, filters', () => {
     const paged: string[] = [];
     for (let page = 1; page <= all.total; page++) paged.push(...(await search(`${q}&limit=1&page=${page}`)).items.map((i) => i.id));
     assert.deepEqual(paged, all.items.map((i) => i.id));
+  });
+
+  it('runs at most concurrencyMax searches at once; the others wait their turn and all complete', async () => {
+    const search = new SearchService(t.s.dbs, new CatalogService(t.s.dbs), undefined, { concurrencyMax: 2 });
+    // Watch the searches that reach the database (the private step the bulkhead wraps).
+    const inner = search as unknown as { execute: (...args: unknown[]) => Promise<unknown> };
+    const execute = inner.execute.bind(search);
+    let running = 0;
+    let most = 0;
+    inner.execute = async (...args: unknown[]): Promise<unknown> => {
+      running++;
+      most = Math.max(most, running);
+      try {
+        await new Promise((r) => setTimeout(r, 10));
+        return await execute(...args);
+      } finally {
+        running--;
+      }
+    };
+    const results = await Promise.all(
+      ['wool', 'leather', 'oak', 'steel', 'cotton', 'linen'].map((q) => search.search({ q, limit: 5, page: 1, currency: 'USD' })),
+    );
+    assert.equal(results.length, 6);
+    assert.equal(most, 2, 'two at once, never more');
   });
 
   it('autocomplete completes the last word, and brand and category names', async () => {
