@@ -13,13 +13,19 @@
 // ${MERIDIAN_PG_PORT:-54329} (so pass the same MERIDIAN_DATA_DIR / MERIDIAN_PG_PORT as the server).
 // It creates the table bench_baseline_inserts and drops it at the end.
 //
+// Each checkout round also prints the CPU per order of the API process, the embedded PostgreSQL,
+// the load generator and the whole machine (see cpuNow below).
+//
 // Target (issue 2 §7): checkout ≥ 300 orders/s with no stock contention. Printed for comparison;
 // nothing here fails on a timing. A checkout that does not answer 201 is counted and reported,
 // and makes the run exit non-zero (the figures would not measure what they claim).
 import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import {
   api,
+  cpuMsOfTrees,
   fmtInt,
   fmtMs,
   fmtRatio,
@@ -27,7 +33,9 @@ import {
   hardwareLine,
   loadAverage1m,
   keepAliveClient,
+  machineBusyMs,
   mapConcurrent,
+  median,
   mediansOf,
   phaseLine,
   progress,
@@ -206,8 +214,17 @@ async function run(o: BenchOptions): Promise<void> {
       await sql`INSERT INTO bench_baseline_inserts (payload) VALUES (${`row ${insertSeq++}`})`;
       return 'ok';
     };
-    const checkoutPhase = (round: number, durationS: number): Promise<PhaseResult> =>
-      runClosedLoop({ phase: OURS, round, concurrency, durationS, next: () => pool.shift(), op: checkoutOnce });
+    // CPU per order of each process group, for the checkout phases: where an order's cost goes.
+    const cpuPerOrder: CpuPerOrder[] = [];
+    const checkoutPhase = async (round: number, durationS: number): Promise<PhaseResult> => {
+      const before = await cpuNow(o.url);
+      const r = await runClosedLoop({ phase: OURS, round, concurrency, durationS, next: () => pool.shift(), op: checkoutOnce });
+      const after = await cpuNow(o.url);
+      const used = perOrder(before, after, r.completed);
+      if (round > 0) cpuPerOrder.push(used);
+      r.notes = [...(r.notes ?? []), `cpu per order: ${describeCpu(used)}`];
+      return r;
+    };
     const baselinePhase = (round: number, durationS: number): Promise<PhaseResult> =>
       runClosedLoop({ phase: BASELINE, round, concurrency, durationS, next: () => true, op: insertOnce });
 
@@ -265,6 +282,8 @@ async function run(o: BenchOptions): Promise<void> {
       ),
     );
     console.log(`target: checkout ≥ ${TARGET.ordersPerSecondMin} orders/s with no stock contention (for comparison; not asserted)`);
+    const cpuMedian = medianCpu(cpuPerOrder);
+    console.log(`cpu per order (median of the checkout rounds): ${describeCpu(cpuMedian)}`);
     console.log(`checkouts answered 201 with a paid order: ${created} of ${checkoutsTotal}`);
     if (created !== checkoutsTotal) {
       console.log(`NOT EVERY CHECKOUT SUCCEEDED — first answers that were not 201:\n  ${nonCreated.join('\n  ') || '(transport errors only)'}`);
@@ -301,6 +320,7 @@ async function run(o: BenchOptions): Promise<void> {
       medians: [base, ours],
       ratios: { [OURS]: ratio },
       phases: results,
+      details: { cpuPerOrderMs: { median: cpuMedian, rounds: cpuPerOrder, sources: CPU_SOURCES } },
       notes: [
         `checkouts answered 201 with a paid order: ${created} of ${checkoutsTotal}`,
         `warm-up statuses: ${JSON.stringify(warmUpStatuses)}`,
@@ -322,6 +342,73 @@ async function run(o: BenchOptions): Promise<void> {
       );
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU per order. The server runs apart from the bench, so each group is read where it can be:
+// the API process from its own /metrics (prom-client's process_cpu_seconds_total), the embedded
+// PostgreSQL as the process tree of the postmaster in ${MERIDIAN_DATA_DIR}/pg/postmaster.pid (its
+// backends and background workers, reaped ones included), this process from process.cpuUsage(),
+// and the whole machine from /proc/stat. A group that cannot be read (another host) is NaN.
+
+const CPU_SOURCES = {
+  apiMs: 'GET /metrics process_cpu_seconds_total of the API process',
+  postgresMs: 'process tree of the embedded postmaster (/proc; NaN for an external database)',
+  loadGeneratorMs: 'process.cpuUsage() of the bench process',
+  machineMs: 'busy time of the whole machine (/proc/stat), every process included',
+};
+
+/** CPU milliseconds per group: a cumulative reading, or (per order) the difference of two. */
+interface CpuMs {
+  apiMs: number;
+  postgresMs: number;
+  loadGeneratorMs: number;
+  machineMs: number;
+}
+type CpuReading = CpuMs;
+type CpuPerOrder = CpuMs;
+
+function embeddedPostmasterPid(): number | undefined {
+  if (process.env.BENCH_DATABASE_URL || process.env.DATABASE_URL) return undefined;
+  const file = path.join(path.resolve(process.env.MERIDIAN_DATA_DIR ?? '.meridian'), 'pg', 'postmaster.pid');
+  if (!existsSync(file)) return undefined;
+  const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+async function apiCpuMs(baseUrl: string): Promise<number> {
+  try {
+    const res = await fetch(new URL('/metrics', baseUrl));
+    const line = (await res.text()).split('\n').find((l) => l.startsWith('process_cpu_seconds_total '));
+    return line ? Number(line.split(' ')[1]) * 1000 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+async function cpuNow(baseUrl: string): Promise<CpuReading> {
+  const postmaster = embeddedPostmasterPid();
+  const own = process.cpuUsage();
+  return {
+    apiMs: await apiCpuMs(baseUrl),
+    postgresMs: postmaster === undefined ? Number.NaN : cpuMsOfTrees([postmaster]),
+    loadGeneratorMs: (own.user + own.system) / 1000,
+    machineMs: machineBusyMs(),
+  };
+}
+
+function perOrder(before: CpuReading, after: CpuReading, orders: number): CpuPerOrder {
+  const per = (k: keyof CpuReading): number => (orders > 0 ? (after[k] - before[k]) / orders : Number.NaN);
+  return { apiMs: per('apiMs'), postgresMs: per('postgresMs'), loadGeneratorMs: per('loadGeneratorMs'), machineMs: per('machineMs') };
+}
+
+function medianCpu(rounds: readonly CpuPerOrder[]): CpuPerOrder {
+  const m = (k: keyof CpuPerOrder): number => median(rounds.map((r) => r[k]));
+  return { apiMs: m('apiMs'), postgresMs: m('postgresMs'), loadGeneratorMs: m('loadGeneratorMs'), machineMs: m('machineMs') };
+}
+
+function describeCpu(c: CpuPerOrder): string {
+  return `API ${fmtMs(c.apiMs)} ms, PostgreSQL ${fmtMs(c.postgresMs)} ms, load generator ${fmtMs(c.loadGeneratorMs)} ms; machine ${fmtMs(c.machineMs)} ms`;
 }
 
 export const scenario: Scenario = {

@@ -23,9 +23,9 @@
 //     (cart, two lines, checkout; retried with the same Idempotency-Key on 503 while fenced):
 //     the fence duration the move reports and what the shoppers saw.
 // Ratios are topology/single within each round, then the median. Nothing here fails on a timing.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -39,6 +39,7 @@ import { shiftedLocalTopology } from '../../test/cluster-helpers.ts';
 import {
   api,
   BENCH_DIR,
+  cpuMsOfTrees,
   fmtInt,
   fmtMs,
   fmtRatio,
@@ -46,6 +47,7 @@ import {
   hardwareLine,
   keepAliveClient,
   loadAverage1m,
+  machineBusyMs,
   mapConcurrent,
   median,
   mediansOf,
@@ -191,56 +193,6 @@ function pidFromFile(file: string): number | null {
   } catch {
     return null;
   }
-}
-
-// ---------------------------------------------------------------------------------------------
-// CPU of process trees (/proc): utime + stime, plus the children a process has reaped (a
-// postmaster reaps its backends, so their CPU lands in its cutime/cstime).
-
-const CLOCK_TICKS = ((): number => {
-  try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-
-function cpuMsOfTrees(roots: readonly number[], exclude: readonly number[] = []): number {
-  const parent = new Map<number, number>();
-  const cpu = new Map<number, number>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // fields[0] is field 3 (state): ppid is field 4, utime..cstime fields 14..17.
-      parent.set(Number(entry), Number(fields[1]));
-      cpu.set(Number(entry), Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const rootSet = new Set(roots);
-  const excluded = new Set(exclude);
-  let ticks = 0;
-  for (const [pid, t] of cpu) {
-    for (let p: number | undefined = pid, hops = 0; p !== undefined && p > 1 && hops < 20; p = parent.get(p), hops++) {
-      if (excluded.has(p)) break; // a subtree counted apart (the embedded PostgreSQL under its API process)
-      if (rootSet.has(p)) {
-        ticks += t;
-        break;
-      }
-    }
-  }
-  return (ticks * 1000) / CLOCK_TICKS;
-}
-
-/** CPU of the whole machine (all processes, ours and others'), busy milliseconds. */
-function machineBusyMs(): number {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const idle = (line[3] ?? 0) + (line[4] ?? 0);
-  const total = line.slice(0, 8).reduce((a, b) => a + b, 0);
-  return ((total - idle) * 1000) / CLOCK_TICKS;
 }
 
 // ---------------------------------------------------------------------------------------------
