@@ -587,20 +587,33 @@ const CLOCK_TICKS = ((): number => {
   }
 })();
 
+/** A process's parent and CPU ticks (its own, and its reaped children's); undefined once it is gone. */
+function procStat(pid: number): { ppid: number; ownTicks: number; childrenTicks: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields[0] is field 3 (state): ppid is field 4, utime..cstime fields 14..17.
+    return { ppid: Number(fields[1]), ownTicks: Number(fields[11]) + Number(fields[12]), childrenTicks: Number(fields[13]) + Number(fields[14]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** One process's own CPU (utime + stime), milliseconds; undefined once it is gone. */
+export function cpuMsOfProcess(pid: number): number | undefined {
+  const s = procStat(pid);
+  return s ? (s.ownTicks * 1000) / CLOCK_TICKS : undefined;
+}
+
 export function cpuMsOfTrees(roots: readonly number[], exclude: readonly number[] = []): number {
   const parent = new Map<number, number>();
   const cpu = new Map<number, number>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // fields[0] is field 3 (state): ppid is field 4, utime..cstime fields 14..17.
-      parent.set(Number(entry), Number(fields[1]));
-      cpu.set(Number(entry), Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]));
-    } catch {
-      // gone meanwhile
-    }
+    const s = procStat(Number(entry));
+    if (!s) continue; // gone meanwhile
+    parent.set(Number(entry), s.ppid);
+    cpu.set(Number(entry), s.ownTicks + s.childrenTicks);
   }
   const rootSet = new Set(roots);
   const excluded = new Set(exclude);

@@ -215,7 +215,7 @@ async function run(o: BenchOptions): Promise<void> {
       return 'ok';
     };
     // CPU per order of each process group, for the checkout phases: where an order's cost goes.
-    const cpuPerOrder: CpuPerOrder[] = [];
+    const cpuPerOrder: CpuMs[] = [];
     const checkoutPhase = async (round: number, durationS: number): Promise<PhaseResult> => {
       const before = await cpuNow(o.url);
       const r = await runClosedLoop({ phase: OURS, round, concurrency, durationS, next: () => pool.shift(), op: checkoutOnce });
@@ -359,14 +359,8 @@ const CPU_SOURCES = {
 };
 
 /** CPU milliseconds per group: a cumulative reading, or (per order) the difference of two. */
-interface CpuMs {
-  apiMs: number;
-  postgresMs: number;
-  loadGeneratorMs: number;
-  machineMs: number;
-}
-type CpuReading = CpuMs;
-type CpuPerOrder = CpuMs;
+type CpuMs = Record<keyof typeof CPU_SOURCES, number>;
+const CPU_GROUPS = Object.keys(CPU_SOURCES) as (keyof typeof CPU_SOURCES)[];
 
 function embeddedPostmasterPid(): number | undefined {
   if (process.env.BENCH_DATABASE_URL || process.env.DATABASE_URL) return undefined;
@@ -386,7 +380,7 @@ async function apiCpuMs(baseUrl: string): Promise<number> {
   }
 }
 
-async function cpuNow(baseUrl: string): Promise<CpuReading> {
+async function cpuNow(baseUrl: string): Promise<CpuMs> {
   const postmaster = embeddedPostmasterPid();
   const own = process.cpuUsage();
   return {
@@ -397,17 +391,15 @@ async function cpuNow(baseUrl: string): Promise<CpuReading> {
   };
 }
 
-function perOrder(before: CpuReading, after: CpuReading, orders: number): CpuPerOrder {
-  const per = (k: keyof CpuReading): number => (orders > 0 ? (after[k] - before[k]) / orders : Number.NaN);
-  return { apiMs: per('apiMs'), postgresMs: per('postgresMs'), loadGeneratorMs: per('loadGeneratorMs'), machineMs: per('machineMs') };
+function perOrder(before: CpuMs, after: CpuMs, orders: number): CpuMs {
+  return Object.fromEntries(CPU_GROUPS.map((k) => [k, orders > 0 ? (after[k] - before[k]) / orders : Number.NaN])) as CpuMs;
 }
 
-function medianCpu(rounds: readonly CpuPerOrder[]): CpuPerOrder {
-  const m = (k: keyof CpuPerOrder): number => median(rounds.map((r) => r[k]));
-  return { apiMs: m('apiMs'), postgresMs: m('postgresMs'), loadGeneratorMs: m('loadGeneratorMs'), machineMs: m('machineMs') };
+function medianCpu(rounds: readonly CpuMs[]): CpuMs {
+  return Object.fromEntries(CPU_GROUPS.map((k) => [k, median(rounds.map((r) => r[k]))])) as CpuMs;
 }
 
-function describeCpu(c: CpuPerOrder): string {
+function describeCpu(c: CpuMs): string {
   return `API ${fmtMs(c.apiMs)} ms, PostgreSQL ${fmtMs(c.postgresMs)} ms, load generator ${fmtMs(c.loadGeneratorMs)} ms; machine ${fmtMs(c.machineMs)} ms`;
 }
 

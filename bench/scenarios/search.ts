@@ -25,7 +25,7 @@
 //
 // Targets (issue 4 §3), printed next to the figures, not asserted: cold p95 ≤ 30 ms and cold
 // queries/s ≥ 5× the baseline's at concurrency 8; ≥ 95% of top-20 results hold every term.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { copyFile, mkdir } from 'node:fs/promises';
 import { freePort } from '../../src/platform/ports.ts';
 import path from 'node:path';
@@ -43,6 +43,7 @@ import { ADJECTIVES, BRANDS, CATEGORY_TREE, COLORS, MATERIALS, singular } from '
 import { seedAtScale, type BulkSeedReport } from '../../src/seed/bulk.ts';
 import {
   BENCH_DIR,
+  cpuMsOfProcess,
   fmtInt,
   fmtMs,
   fmtRatio,
@@ -328,8 +329,6 @@ interface CpuSnapshot {
   nodeMs: number;
 }
 
-const CLOCK_TICKS_PER_S = 100; // USER_HZ on Linux
-
 async function cpuSnapshot(db: Pool): Promise<CpuSnapshot> {
   const usage = process.cpuUsage();
   const nodeMs = (usage.user + usage.system) / 1000;
@@ -337,8 +336,9 @@ async function cpuSnapshot(db: Pool): Promise<CpuSnapshot> {
     const pids = await db<{ pid: number }[]>`SELECT pid FROM pg_stat_activity WHERE datname = current_database()`;
     const pg = new Map<number, number>();
     for (const { pid } of pids) {
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-      pg.set(pid, ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S);
+      const ms = cpuMsOfProcess(pid);
+      if (ms === undefined) throw new Error(`no /proc/${pid}`);
+      pg.set(pid, ms);
     }
     return { pg, nodeMs };
   } catch {
@@ -460,7 +460,11 @@ async function run(o: BenchOptions): Promise<void> {
   process.once('SIGINT', stopOnSignal);
   process.once('SIGTERM', stopOnSignal);
   const dbs = Databases.single(database.url, { max: POOL_MAX, applicationName: 'meridian-bench-search' });
-  let closeOurs = async (): Promise<void> => undefined;
+  // Meridian's side has a pool of its own, as the API's search has its reader pool. PostgreSQL
+  // plans a statement per connection (five custom plans, then the generic one): through the
+  // baseline's 40 connections that planning, not the searching, filled the first rounds.
+  const oursPoolMax = Math.max(concurrency, concurrencyMax);
+  const oursDbs = Databases.single(database.url, { max: oursPoolMax, applicationName: 'meridian-bench-search-ours' });
   try {
     const db = dbs.core('catalog');
     progress(`database: ${database.where}`);
@@ -513,11 +517,6 @@ async function run(o: BenchOptions): Promise<void> {
     progress(`query mix: ${mix.length} queries (${KINDS.map((k) => `${k} ${perKind[k]}`).join(', ')}), e.g. ${KINDS.map((k) => JSON.stringify(mix.find((m) => m.kind === k)?.query.q)).join(', ')}`);
 
     // 5. Phases.
-    // Meridian's side has a pool of its own, as the API's search has its reader pool. PostgreSQL
-    // plans a statement per connection (five custom plans, then the generic one): through the
-    // baseline's 40 connections that planning, not the searching, filled the first rounds.
-    const oursDbs = Databases.single(database.url, { max: Math.max(concurrency, concurrencyMax), applicationName: 'meridian-bench-search-ours' });
-    closeOurs = () => oursDbs.close();
     const cold = new SearchService(oursDbs, catalog, undefined, { candidates, concurrencyMax });
     const warmCaches = {
       results: new Cache<SearchResult>({ name: 'search', maxEntries: 10_000, ttlMs: 3_600_000, jitter: 0.1 }),
@@ -653,7 +652,7 @@ async function run(o: BenchOptions): Promise<void> {
         warmupBeforeEachPhase: true,
         candidates,
         searchConcurrency: concurrencyMax,
-        poolMax: { baseline: POOL_MAX, meridian: concurrency },
+        poolMax: { baseline: POOL_MAX, meridian: oursPoolMax },
         mode: 'in-process SearchService and baseline against the same database; no HTTP',
         database: database.where,
         server: server?.version,
@@ -681,7 +680,7 @@ async function run(o: BenchOptions): Promise<void> {
     await copyFile(file, file.replace(/search\.json$/, `search-${products}.json`));
     console.log(`results: ${file} (and search-${products}.json)`);
   } finally {
-    await closeOurs();
+    await oursDbs.close();
     await dbs.close();
     await database.stop();
     process.off('SIGINT', stopOnSignal);
