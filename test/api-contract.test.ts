@@ -836,6 +836,31 @@ describe('checkout', () => {
     assert.equal((await call('GET', '/v1/orders', { token: u.token })).json().items.length, 2);
     await assertInvariants(t);
   });
+
+  it('a product archived after it went into the cart → 422 price_unavailable, nothing reserved, the key free; prices are read at checkout', async () => {
+    const u = await createUser(t);
+    const kept = await createProduct(t, 5, 300);
+    const gone = await createProduct(t, 5, 700);
+    const cartId = await cartWith(t, u.token, [{ sku: kept.sku, quantity: 1 }, { sku: gone.sku, quantity: 2 }]);
+    const available = async (s: string): Promise<number> => (await call('GET', `/v1/inventory/${s}`)).json<{ available: number }>().available;
+    const setProduct = async (id: string, payload: Record<string, unknown>): Promise<void> => {
+      assert.equal((await call('PATCH', `/v1/admin/products/${id}`, { token: admin.token, payload })).statusCode, 200);
+    };
+
+    await setProduct(gone.productId, { status: 'archived' });
+    const refused = await checkout(t, u.token, cartId, 'archived-meanwhile');
+    assertError(refused, 422, 'price_unavailable');
+    assert.match(refused.json().error.message, new RegExp(gone.sku));
+    assert.deepEqual([await available(kept.sku), await available(gone.sku)], [5, 5], 'nothing reserved');
+
+    // Back on sale at a new price: the same key is a new attempt, priced now.
+    await setProduct(gone.productId, { status: 'active', variants: [{ sku: gone.sku, prices: [{ amount: 650, currency: 'USD' }] }] });
+    const res = await checkout(t, u.token, cartId, 'archived-meanwhile');
+    assert.equal(res.statusCode, 201, res.body);
+    assert.deepEqual(res.json<{ order: OrderBody }>().order.total, { amount: 300 + 2 * 650, currency: 'USD' });
+    assert.deepEqual([await available(kept.sku), await available(gone.sku)], [4, 3]);
+    await assertInvariants(t);
+  });
 });
 
 describe('orders', () => {

@@ -274,6 +274,41 @@ describe('query plans on a bulk-seeded data set', () => {
     await assertIndexed((sql) => ordersRepo.listUserOrders(sql, userId, page.at(-1)?.id, 21), ['orders_user', 'order_lines_pkey']);
   });
 
+  // A function's statements are invisible to EXPLAIN; auto_explain, sending its plans to the
+  // client as notices, shows the plan the function really ran.
+  it('prices of a cart (checkout, add to cart): unique-index lookups, in a generic plan made once per connection', async () => {
+    const skus = (await db()<{ sku: string }[]>`SELECT sku FROM variants ORDER BY id OFFSET ${SIZES.products / 2} LIMIT 3`).map((r) => r.sku);
+    const notices: string[] = [];
+    const traced = postgres(t.url, { max: 1, onnotice: (n) => notices.push(String(n.message)) });
+    try {
+      for (const setting of [
+        "LOAD 'auto_explain'",
+        'SET auto_explain.log_min_duration = 0',
+        'SET auto_explain.log_nested_statements = on',
+        'SET auto_explain.log_format = json',
+        'SET client_min_messages = log',
+      ]) await traced.unsafe(setting);
+      const prices = await catalogRepo.pricesForSkus(traced, skus, 'USD');
+      assert.deepEqual(prices.map((p) => p.sku).sort(), [...skus].sort());
+      assert.ok(prices.every((p) => p.amount !== null && p.active));
+    } finally {
+      await traced.end();
+    }
+    const plans = notices.flatMap((m) => {
+      const at = m.indexOf('{');
+      return at < 0 ? [] : [JSON.parse(m.slice(at)) as { 'Query Text': string; Plan: PlanNode & { 'Index Cond'?: string } }];
+    });
+    const inner = plans.find((p) => p['Query Text'].includes('unnest(p_skus)'));
+    assert.ok(inner, `no plan of the function's statement among ${plans.length} plans`);
+    const nodes = flatten(inner.Plan) as (PlanNode & { 'Index Cond'?: string })[];
+    const plan = describePlan(nodes);
+    for (const index of ['variants_sku_key', 'products_pkey', 'prices_pkey']) assert.ok(nodes.some((n) => n['Index Name'] === index), `expected ${index}: ${plan}`);
+    assert.deepEqual(nodes.filter((n) => n['Node Type'] === 'Seq Scan' || n['Node Type'].startsWith('Hash')).map((n) => n['Node Type']), [], plan);
+    // Generic: the currency is still a parameter, where a custom plan (made anew per call) holds 'USD'.
+    const currencyCond = nodes.find((n) => n['Index Name'] === 'prices_pkey')?.['Index Cond'] ?? '';
+    assert.match(currencyCond, /\$\d/, `a custom plan: ${currencyCond}`);
+  });
+
   it('full-text search', async () => {
     await assertIndexed(
       (sql) =>

@@ -151,20 +151,15 @@ export interface SkuPrice {
 }
 
 export async function pricesForSkus(sql: Sql, skus: readonly string[], currency: string): Promise<SkuPrice[]> {
-  const rows = await sql<{ sku: string; product_id: Id; title: string; status: string; amount: string | null }[]>`
-    SELECT v.sku, p.id::text AS product_id,
-           CASE WHEN v.title = '' THEN p.title ELSE p.title || ' — ' || v.title END AS title,
-           p.status, pr.amount
-    FROM variants v
-    JOIN products p ON p.id = v.product_id
-    LEFT JOIN prices pr ON pr.variant_id = v.id AND pr.currency = ${currency}
-    WHERE v.sku = ANY(${skus as string[]})`;
+  // A function, not the query itself: see migrations/002_sku_prices_function.sql.
+  const rows = await sql<{ r_sku: string; r_product_id: Id; r_title: string; r_status: string; r_amount: string | null }[]>`
+    SELECT r_sku, r_product_id::text, r_title, r_status, r_amount FROM catalog_sku_prices(${skus as string[]}, ${currency})`;
   return rows.map((r) => ({
-    sku: r.sku,
-    productId: r.product_id,
-    title: r.title,
-    active: r.status === 'active',
-    amount: r.amount === null ? null : Number(r.amount),
+    sku: r.r_sku,
+    productId: r.r_product_id,
+    title: r.r_title,
+    active: r.r_status === 'active',
+    amount: r.r_amount === null ? null : Number(r.r_amount),
   }));
 }
 
