@@ -206,10 +206,13 @@ export async function buildApp(s: Services): Promise<FastifyInstance> {
     if (reply.statusCode === 503) s.metrics.unavailableResponses.inc({ route });
   });
 
-  // Read-your-writes: every successful write answers with the catalog cluster's WAL position;
-  // reads that send it back (Meridian-Consistency) see at least that write.
+  // Read-your-writes: every successful admin write answers with the catalog cluster's WAL
+  // position; reads that send it back (Meridian-Consistency) see at least that write. Only admin
+  // routes change what those reads serve (products, prices, brands, categories, stock); a buyer's
+  // writes (auth, carts, checkout) do not, and asking the primary for its position would cost
+  // each of them a round trip for a token that guarantees nothing more.
   app.addHook('onSend', async (req, reply, payload) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD' && reply.statusCode < 400 && req.url.startsWith('/v1/')) {
+    if (req.method !== 'GET' && req.method !== 'HEAD' && reply.statusCode < 400 && req.url.startsWith('/v1/admin/')) {
       void reply.header('meridian-consistency', formatLsn(await s.catalogReplicas.writeToken()));
     }
     return payload;

@@ -50,6 +50,7 @@ interface ProductBody {
 async function adminCreateProduct(body: Record<string, unknown>): Promise<ProductBody> {
   const res = await call('POST', '/v1/admin/products', { token: admin.token, payload: body });
   assert.equal(res.statusCode, 201, res.body);
+  assert.match(String(res.headers['meridian-consistency']), /^[0-9A-F]+\/[0-9A-F]+$/, 'an admin write carries its read-your-writes token');
   return res.json<ProductBody>();
 }
 
@@ -692,6 +693,7 @@ describe('checkout', () => {
     const res = await checkout(t, u.token, cartId, `first-${word()}`);
     assert.equal(res.statusCode, 201, res.body);
     assert.equal(res.headers['idempotency-replayed'], undefined);
+    assert.equal(res.headers['meridian-consistency'], undefined, 'a checkout changes nothing the catalog reads serve');
     const body = res.json<{ order: OrderBody }>();
     assert.deepEqual(Object.keys(body), ['order']);
     const o = body.order;
