@@ -457,7 +457,9 @@ export function fmtMs(n: number): string {
 }
 
 export function fmtRatio(n: number): string {
-  return Number.isFinite(n) ? `${n.toFixed(2)}×` : '–';
+  if (!Number.isFinite(n)) return '–';
+  // Small ratios keep three significant digits: at two decimals 0.0349 and 0.0425 both read 0.04×.
+  return `${Math.abs(n) >= 0.1 || n === 0 ? n.toFixed(2) : n.toPrecision(3)}×`;
 }
 
 /** The progress line printed after each phase. */

@@ -1,7 +1,7 @@
 // The boundary to a payment service. Every call carries an idempotency key (the order id), so a
 // retried call after a crash or time-out never charges twice. Calls are never made inside a
 // database transaction.
-import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { existsSync, openSync, readFileSync, writeSync } from 'node:fs';
 import type { Money } from '../../platform/money.ts';
 
 export type AuthorizeResult = { ok: true; ref: string } | { ok: false; reason: string };
@@ -17,6 +17,8 @@ export interface PaymentProvider {
 export class PaymentProviderError extends Error {}
 
 type PaymentState = 'authorized' | 'captured' | 'voided' | 'refunded';
+/** One line of the test provider's ledger file. */
+type LedgerEntry = { key: string; result: AuthorizeResult } | { ref: string; state: PaymentState };
 
 /**
  * A built-in provider for development and tests, with card tokens in the style of Stripe's test
@@ -32,22 +34,29 @@ export class TestPaymentProvider implements PaymentProvider {
   private readonly state = new Map<string, PaymentState>();
   /** Counts real state changes, so tests can assert that retries did not repeat them. */
   readonly captures = new Map<string, number>();
+  private ledgerFd: number | undefined;
 
   constructor(private readonly latencyMs = 0, private readonly ledgerFile?: string) {
     if (!ledgerFile || !existsSync(ledgerFile)) return;
     for (const line of readFileSync(ledgerFile, 'utf8').split('\n')) {
       if (!line) continue;
-      const entry = JSON.parse(line) as { key: string; result: AuthorizeResult } | { ref: string; state: PaymentState };
-      if ('key' in entry) this.authorizations.set(entry.key, entry.result);
-      else this.state.set(entry.ref, entry.state);
+      this.apply(JSON.parse(line) as LedgerEntry);
     }
   }
 
-  private record(entry: { key: string; result: AuthorizeResult } | { ref: string; state: PaymentState }): void {
+  private apply(entry: LedgerEntry): void {
     if ('key' in entry) this.authorizations.set(entry.key, entry.result);
     else this.state.set(entry.ref, entry.state);
-    // Synchronous on purpose: the change is on disk before the caller hears of it.
-    if (this.ledgerFile) appendFileSync(this.ledgerFile, `${JSON.stringify(entry)}\n`);
+  }
+
+  private record(...entries: LedgerEntry[]): void {
+    for (const entry of entries) this.apply(entry);
+    if (!this.ledgerFile) return;
+    // Synchronous on purpose: the change is in the file (the page cache, which outlives this
+    // process) before the caller hears of it. One descriptor for the process's life and one
+    // write per change: appendFileSync opened and closed the file for every line.
+    this.ledgerFd ??= openSync(this.ledgerFile, 'a');
+    writeSync(this.ledgerFd, entries.map((e) => `${JSON.stringify(e)}\n`).join(''));
   }
 
   private async delay(): Promise<void> {
@@ -63,8 +72,8 @@ export class TestPaymentProvider implements PaymentProvider {
     else if (input.token === 'tok_decline') result = { ok: false, reason: 'card_declined' };
     else if (input.token === 'tok_error') throw new PaymentProviderError('payment provider unavailable');
     else result = { ok: false, reason: 'invalid_token' };
-    this.record({ key: input.idempotencyKey, result });
-    if (result.ok) this.record({ ref: result.ref, state: 'authorized' });
+    if (result.ok) this.record({ key: input.idempotencyKey, result }, { ref: result.ref, state: 'authorized' });
+    else this.record({ key: input.idempotencyKey, result });
     return result;
   }
 
