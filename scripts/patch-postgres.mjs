@@ -144,28 +144,21 @@ for (const variant of ['src', 'cjs/src', 'cf/src']) {
     patched++;
   }
 }
-for (const variant of ['src', 'cjs/src', 'cf/src']) {
-  const file = path.join(root, variant, 'index.js');
-  if (!existsSync(file)) continue;
-  const text = readFileSync(file, 'utf8');
-  if (text.includes(RESERVE_MARK)) continue;
-  if (!RESERVE_PATCHES.every(([before]) => text.includes(before))) {
-    console.warn(`patch-postgres: ${file} does not have the expected reserve() and onclose(); left as is`);
-    continue;
+/** All-or-nothing replacements in one file of every build, skipped once the mark is there. */
+function patchEachBuild(name, mark, patches, expected) {
+  for (const variant of ['src', 'cjs/src', 'cf/src']) {
+    const file = path.join(root, variant, name);
+    if (!existsSync(file)) continue;
+    const text = readFileSync(file, 'utf8');
+    if (text.includes(mark)) continue;
+    if (!patches.every(([before]) => text.includes(before))) {
+      console.warn(`patch-postgres: ${file} does not have the expected ${expected}; left as is`);
+      continue;
+    }
+    writeFileSync(file, patches.reduce((t, [before, after]) => t.replace(before, after), text));
+    patched++;
   }
-  writeFileSync(file, RESERVE_PATCHES.reduce((t, [before, after]) => t.replace(before, after), text));
-  patched++;
 }
-for (const variant of ['src', 'cjs/src', 'cf/src']) {
-  const file = path.join(root, variant, 'queue.js');
-  if (!existsSync(file)) continue;
-  const text = readFileSync(file, 'utf8');
-  if (text.includes(QUEUE_MARK)) continue;
-  if (!QUEUE_PATCHES.every(([before]) => text.includes(before))) {
-    console.warn(`patch-postgres: ${file} does not have the expected remove() and shift(); left as is`);
-    continue;
-  }
-  writeFileSync(file, QUEUE_PATCHES.reduce((t, [before, after]) => t.replace(before, after), text));
-  patched++;
-}
+patchEachBuild('index.js', RESERVE_MARK, RESERVE_PATCHES, 'reserve() and onclose()');
+patchEachBuild('queue.js', QUEUE_MARK, QUEUE_PATCHES, 'remove() and shift()');
 if (patched) console.log(`patch-postgres: patched ${patched} build(s) of postgres.js (see the comment at the top)`);
