@@ -208,9 +208,10 @@ export async function buildApp(s: Services): Promise<FastifyInstance> {
 
   // Read-your-writes: every successful admin write answers with the catalog cluster's WAL
   // position; reads that send it back (Meridian-Consistency) see at least that write. Only admin
-  // routes change what those reads serve (products, prices, brands, categories, stock); a buyer's
-  // writes (auth, carts, checkout) do not, and asking the primary for its position would cost
-  // each of them a round trip for a token that guarantees nothing more.
+  // routes change what those reads serve directly (products, prices, brands, categories). A
+  // buyer's writes (auth, carts, checkout) change it only later, through the outbox relay (a
+  // SKU's last unit sold flips its in-stock flag), which no token covers, an admin's included;
+  // asking the primary for its position would cost each of them a round trip for nothing.
   app.addHook('onSend', async (req, reply, payload) => {
     if (req.method !== 'GET' && req.method !== 'HEAD' && reply.statusCode < 400 && req.url.startsWith('/v1/admin/')) {
       void reply.header('meridian-consistency', formatLsn(await s.catalogReplicas.writeToken()));

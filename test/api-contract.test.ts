@@ -852,7 +852,7 @@ describe('checkout', () => {
     await setProduct(gone.productId, { status: 'archived' });
     const refused = await checkout(t, u.token, cartId, 'archived-meanwhile');
     assertError(refused, 422, 'price_unavailable');
-    assert.match(refused.json().error.message, new RegExp(gone.sku));
+    assert.ok(refused.json().error.message.includes(gone.sku), refused.body);
     assert.deepEqual([await available(kept.sku), await available(gone.sku)], [5, 5], 'nothing reserved');
 
     // Back on sale at a new price: the same key is a new attempt, priced now.

@@ -29,6 +29,7 @@ describe('test payment provider with a ledger file', () => {
     const pending = await first.authorize({ idempotencyKey: 'order-3', amount: USD_10, token: 'tok_visa' });
     assert.ok(pending.ok);
     assert.equal(first.captures.get(approved.ref), 1);
+    first.close();
 
     const lines = (await readFile(file, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
     assert.deepEqual(lines, [
@@ -49,10 +50,12 @@ describe('test payment provider with a ledger file', () => {
     await assert.rejects(restarted.void(approved.ref), PaymentProviderError, 'a captured payment cannot be voided');
     await restarted.void(pending.ref);
     await restarted.refund(approved.ref);
+    restarted.close();
 
     const third = new TestPaymentProvider(0, file);
     await assert.rejects(third.capture(pending.ref), PaymentProviderError, 'the void was remembered');
     await third.refund(approved.ref); // already refunded: nothing to do, no error
+    third.close();
     assert.equal((await readFile(file, 'utf8')).split('\n').filter(Boolean).length, lines.length + 2);
   });
 });

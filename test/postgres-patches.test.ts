@@ -22,9 +22,13 @@ describe('postgres.js patches', () => {
       ['index.js', ['/* meridian: broken reservation */']],
       ['queue.js', ['/* meridian: queue without holes */']],
     ];
-    for (const [file, wanted] of marks) {
-      const text = readFileSync(path.join(sourceDir, file), 'utf8');
-      for (const mark of wanted) assert.ok(text.includes(mark), `${file} lacks ${mark}: run npm install (postinstall patches postgres.js)`);
+    // The ESM build (src) and the CommonJS one (cjs/src) that `require('postgres')` loads.
+    const builds = [sourceDir, path.join(sourceDir, '..', 'cjs', 'src')];
+    for (const build of builds) {
+      for (const [file, wanted] of marks) {
+        const text = readFileSync(path.join(build, file), 'utf8');
+        for (const mark of wanted) assert.ok(text.includes(mark), `${build}/${file} lacks ${mark}: run npm install (postinstall patches postgres.js)`);
+      }
     }
   });
 

@@ -1,7 +1,7 @@
 // The boundary to a payment service. Every call carries an idempotency key (the order id), so a
 // retried call after a crash or time-out never charges twice. Calls are never made inside a
 // database transaction.
-import { existsSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Money } from '../../platform/money.ts';
 
 export type AuthorizeResult = { ok: true; ref: string } | { ok: false; reason: string };
@@ -50,13 +50,22 @@ export class TestPaymentProvider implements PaymentProvider {
   }
 
   private record(...entries: LedgerEntry[]): void {
+    if (this.ledgerFile) {
+      // Synchronous on purpose, and before the change is applied in memory: it is in the file
+      // (the page cache, which outlives this process) before anyone hears of it, and a failed
+      // write changes nothing. One descriptor for the process's life (O_APPEND) and one write
+      // per change; writeFileSync on a descriptor writes the whole string, as appendFileSync did.
+      this.ledgerFd ??= openSync(this.ledgerFile, 'a');
+      writeFileSync(this.ledgerFd, entries.map((e) => `${JSON.stringify(e)}\n`).join(''));
+    }
     for (const entry of entries) this.apply(entry);
-    if (!this.ledgerFile) return;
-    // Synchronous on purpose: the change is in the file (the page cache, which outlives this
-    // process) before the caller hears of it. One descriptor for the process's life and one
-    // write per change: appendFileSync opened and closed the file for every line.
-    this.ledgerFd ??= openSync(this.ledgerFile, 'a');
-    writeSync(this.ledgerFd, entries.map((e) => `${JSON.stringify(e)}\n`).join(''));
+  }
+
+  /** Close the ledger file (a later change opens it again). */
+  close(): void {
+    if (this.ledgerFd === undefined) return;
+    closeSync(this.ledgerFd);
+    this.ledgerFd = undefined;
   }
 
   private async delay(): Promise<void> {

@@ -24,7 +24,7 @@ BEGIN
            p.status, pr.amount
     FROM variants v
     JOIN products p ON p.id = v.product_id
-    LEFT JOIN prices pr ON pr.variant_id = v.id AND pr.currency = p_currency::char(3)
+    LEFT JOIN prices pr ON pr.variant_id = v.id AND pr.currency = p_currency::bpchar
     WHERE v.sku = s.sku
     LIMIT 1
   ) x;
