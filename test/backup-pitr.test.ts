@@ -19,8 +19,8 @@ import { loadConfig } from '../src/platform/config.ts';
 import { Databases } from '../src/platform/db.ts';
 import { shardOfId } from '../src/platform/ids.ts';
 import { PORT_SHIFT, shiftedLocalTopology } from './cluster-helpers.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const SKU = 'PITR-LAMP';
 
 describe('backup → orders A → T → orders B → restore to T → drill', { timeout: 900_000 }, () => {

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { AppError } from '../src/platform/errors.ts';
 import type { PaymentsService } from '../src/modules/payments/service.ts';
 import { assertInvariants, auth, cartWith, checkout, createProduct, createTestPlatform, createUser, type TestPlatform } from './helpers.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 describe('saga recovery by the sweeper', () => {
   let t: TestPlatform;
@@ -14,7 +15,6 @@ describe('saga recovery by the sweeper', () => {
   });
   after(async () => t.close());
 
-  const wait = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
   /** One checkout while a payment step throws `error` (as a dying process or a failover leaves it). */
   async function checkoutWhileFailing<S extends 'authorize' | 'capture'>(step: S, error: Error, token: string, cartId: string, key: string): ReturnType<typeof checkout> {
@@ -35,7 +35,7 @@ describe('saga recovery by the sweeper', () => {
     const r = await t.s.inventory.reserve('123456789', [{ sku: p.sku, quantity: 4 }], 50);
     assert.equal(r.ok, true);
     assert.equal((await t.s.inventory.availability(p.sku)).available, 6);
-    await wait(80);
+    await sleep(80);
     await t.s.saga.sweep();
     assert.equal(await t.s.inventory.reservationStatus('123456789'), 'released');
     assert.equal((await t.s.inventory.availability(p.sku)).available, 10);
@@ -52,7 +52,7 @@ describe('saga recovery by the sweeper', () => {
     const inFlight = await checkout(t, buyer.token, cartId, 'crash-before-payment');
     assert.equal(inFlight.statusCode, 409);
     assert.equal(inFlight.json().error.code, 'idempotency_conflict');
-    await wait(1_100);
+    await sleep(1_100);
     await t.s.saga.sweep();
     assert.equal((await t.s.inventory.availability(p.sku)).available, 10);
     const orders = await t.app.inject({ method: 'GET', url: '/v1/orders', headers: auth(buyer.token) });
@@ -74,7 +74,7 @@ describe('saga recovery by the sweeper', () => {
     // The lease is given back in the background, a write or two later.
     let retry = await checkout(t, buyer.token, cartId, 'transient-after-consume');
     for (let i = 0; i < 20 && retry.statusCode === 409; i++) {
-      await wait(50);
+      await sleep(50);
       retry = await checkout(t, buyer.token, cartId, 'transient-after-consume');
     }
     assert.equal(retry.statusCode, 201, `not resumed well within the 15 s lease: ${retry.body}`);
@@ -92,7 +92,7 @@ describe('saga recovery by the sweeper', () => {
     const buyer = await createUser(t);
     const cartId = await cartWith(t, buyer.token, [{ sku: p.sku, quantity: 3 }]);
     assert.equal((await checkoutWhileFailing('capture', new Error('process died'), buyer.token, cartId, 'crash-after-consume')).statusCode, 500);
-    await wait(1_100);
+    await sleep(1_100);
     await t.s.saga.sweep();
     const replay = await checkout(t, buyer.token, cartId, 'crash-after-consume');
     assert.equal(replay.statusCode, 201);

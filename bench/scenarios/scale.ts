@@ -65,6 +65,7 @@ import {
   type PhaseResult,
   type Scenario,
 } from '../lib.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const ROOT = path.dirname(BENCH_DIR);
 const MERIDIAN_BIN = path.join(ROOT, 'bin', 'meridian.js');
@@ -184,8 +185,6 @@ async function waitHealthy(url: string, c: Child, timeoutMs: number): Promise<vo
     await sleep(250);
   }
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function pidFromFile(file: string): number | null {
   try {

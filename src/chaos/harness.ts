@@ -15,9 +15,9 @@ import { createBackups, restoreToTime } from '../cluster/backup.ts';
 import { verifyInvariants } from '../cluster/verify.ts';
 import { CheckoutLoad, outageEnd, type Buyer } from './load.ts';
 import { WriteProbe } from './write-probe.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export type FaultKind = 'shard-primary' | 'core-primary' | 'redis-master' | 'api';
 

@@ -6,6 +6,7 @@
 // databases hold afterwards.
 import { randomUUID } from 'node:crypto';
 import { shardOfId } from '../platform/ids.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface Buyer {
   readonly userId: string;
@@ -63,8 +64,6 @@ export interface LoadOptions {
   /** Give up a step after this long without an answer other than 503 / connection refused. */
   readonly stepDeadlineMs: number;
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export class CheckoutLoad {
   readonly tally: LoadTally = {

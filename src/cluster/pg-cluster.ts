@@ -18,9 +18,9 @@ import { migrate } from '../platform/migrate.ts';
 import type { ClusterSpec, Role } from '../platform/db.ts';
 import type { Topology, TopologyCluster, TopologyMember } from './topology.ts';
 import { archiveCommand, backrestConfig, backrestConfigFile, backrestPaths, pgbackrest, prepareBackrestDirs, stanzaOf } from './pgbackrest.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const run = promisify(execFile);
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export interface ClusterCredentials {
   superuser: string;

@@ -8,6 +8,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Topology } from './topology.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const run = promisify(execFile);
 
@@ -69,8 +70,6 @@ async function requireBinaries(): Promise<void> {
     }
   }
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export async function redisClusterUp(spec: RedisClusterSpec, progress: (msg: string) => void = () => undefined): Promise<RedisNodeStatus[]> {
   await requireBinaries();

@@ -15,6 +15,7 @@
 import type { Databases, Pool } from '../platform/db.ts';
 import { LOGICAL_SHARDS } from '../platform/ids.ts';
 import { latestShardMap, publishShardMap, waitForFollowers, type ShardMap } from './shard-map.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Tables that hold user-owned rows, with the column whose id carries the user's shard. */
 export const SHARDED_TABLES: readonly { table: string; column: string }[] = [
@@ -68,7 +69,6 @@ const FENCE_LOCK_ATTEMPTS_MAX = 30;
 const FENCE_LOCK_RETRY_DELAY_MS = 20;
 
 const inRange = (column: string, from: number, to: number): string => `((${column} >> 10) & 4095) BETWEEN ${from} AND ${to}`;
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
   const deadline = Date.now() + timeoutMs;
