@@ -1,6 +1,5 @@
 // Configuration is read from the environment once, validated, and frozen. A bad value fails at
 // boot with a message naming the variable, never later in a request.
-import { availableParallelism } from 'node:os';
 import path from 'node:path';
 
 export interface Config {
@@ -13,8 +12,11 @@ export interface Config {
   readonly dataDir: string;
   readonly embeddedPgPort: number;
   readonly dbPoolMax: number;
-  /** Searches one process runs at once (the rest queue): about the cores of the database search reads. */
-  readonly searchConcurrencyMax: number;
+  /**
+   * Searches one process runs at once (the rest queue): about the cores of the database search
+   * reads. Undefined: the search module's default (SEARCH.concurrencyDefault, this machine's cores).
+   */
+  readonly searchConcurrencyMax: number | undefined;
   readonly logLevel: string;
   readonly adminEmail: string | undefined;
   readonly adminPassword: string | undefined;
@@ -44,7 +46,7 @@ type Env = Record<string, string | undefined>;
 
 export class ConfigError extends Error {}
 
-function int(env: Env, name: string, fallback: number, min: number, max: number): number {
+function int<Fallback extends number | undefined>(env: Env, name: string, fallback: Fallback, min: number, max: number): number | Fallback {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
@@ -93,7 +95,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     dataDir,
     embeddedPgPort: int(env, 'MERIDIAN_PG_PORT', 54329, 1024, 65535),
     dbPoolMax: int(env, 'DB_POOL_MAX', 20, 1, 500),
-    searchConcurrencyMax: int(env, 'SEARCH_CONCURRENCY_MAX', Math.min(500, availableParallelism()), 1, 500),
+    searchConcurrencyMax: int(env, 'SEARCH_CONCURRENCY_MAX', undefined, 1, 500),
     logLevel: env.LOG_LEVEL ?? 'info',
     adminEmail: env.MERIDIAN_ADMIN_EMAIL || undefined,
     adminPassword: env.MERIDIAN_ADMIN_PASSWORD || undefined,
