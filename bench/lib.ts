@@ -601,6 +601,16 @@ function procStat(pid: number): { ppid: number; ownTicks: number; childrenTicks:
   }
 }
 
+/** The PID on the first line of a PID file (postmaster.pid); undefined if there is none. */
+export function pidFromFile(file: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(file, 'utf8').split('\n')[0]?.trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** One process's own CPU (utime + stime), milliseconds; undefined once it is gone. */
 export function cpuMsOfProcess(pid: number): number | undefined {
   const s = procStat(pid);

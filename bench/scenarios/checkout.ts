@@ -21,7 +21,6 @@
 // and makes the run exit non-zero (the figures would not measure what they claim).
 import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
-import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
   api,
@@ -37,6 +36,7 @@ import {
   mapConcurrent,
   median,
   mediansOf,
+  pidFromFile,
   phaseLine,
   progress,
   redactUrl,
@@ -364,10 +364,7 @@ const CPU_GROUPS = Object.keys(CPU_SOURCES) as (keyof typeof CPU_SOURCES)[];
 
 function embeddedPostmasterPid(): number | undefined {
   if (process.env.BENCH_DATABASE_URL || process.env.DATABASE_URL) return undefined;
-  const file = path.join(path.resolve(process.env.MERIDIAN_DATA_DIR ?? '.meridian'), 'pg', 'postmaster.pid');
-  if (!existsSync(file)) return undefined;
-  const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
-  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  return pidFromFile(path.join(path.resolve(process.env.MERIDIAN_DATA_DIR ?? '.meridian'), 'pg', 'postmaster.pid'));
 }
 
 async function apiCpuMs(baseUrl: string): Promise<number> {

@@ -25,7 +25,7 @@
 // Ratios are topology/single within each round, then the median. Nothing here fails on a timing.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -51,6 +51,7 @@ import {
   mapConcurrent,
   median,
   mediansOf,
+  pidFromFile,
   percentile,
   phaseLine,
   progress,
@@ -183,14 +184,6 @@ async function waitHealthy(url: string, c: Child, timeoutMs: number): Promise<vo
     if (ok) return;
     if (Date.now() > deadline) throw new Error(`${c.name} not healthy after ${timeoutMs / 1000} s; see ${c.logFile}`);
     await sleep(250);
-  }
-}
-
-function pidFromFile(file: string): number | null {
-  try {
-    return Number(readFileSync(file, 'utf8').split('\n')[0]?.trim()) || null;
-  } catch {
-    return null;
   }
 }
 
