@@ -3,6 +3,7 @@
 // with admin routes), and the unit pieces (edit distance, correction choice, estimates).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CatalogService } from '../src/modules/catalog/service.ts';
 import { estimateTotal, SearchService } from '../src/modules/search/service.ts';
 import { applyCorrections, chooseCorrection, editDistance, requiredWords } from '../src/modules/search/text.ts';
@@ -157,7 +158,7 @@ describe('search: relevance, typos, facets, filters', () => {
       running++;
       most = Math.max(most, running);
       try {
-        await new Promise((r) => setTimeout(r, 10));
+        await sleep(10);
         return await execute(...args);
       } finally {
         running--;
